@@ -1,0 +1,121 @@
+#include "kernels/cpu/reduce.h"
+
+#include <cmath>
+#include <limits>
+
+namespace siam::kernels::cpu {
+
+namespace {
+constexpr int64_t kParallelMin = 16384;
+
+// Accumulates in double for f32 sums: row sums of up to millions of elements stay exact enough for
+// gradient checks and match PyTorch's pairwise sum to ~1e-7 relative.
+template <class T> using acc_t = double;
+}  // namespace
+
+template <class T>
+void reduce_rows(ReduceOp op, int64_t rows, int64_t cols, const T* x, T* out) {
+  const bool par = rows * cols >= kParallelMin && rows > 1;
+  if (op == ReduceOp::sum) {
+    if (rows == 1 && cols >= kParallelMin) {
+      acc_t<T> s = 0;
+#pragma omp parallel for reduction(+ : s)
+      for (int64_t c = 0; c < cols; ++c) s += x[c];
+      out[0] = static_cast<T>(s);
+      return;
+    }
+#pragma omp parallel for if (par)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* p = x + r * cols;
+      acc_t<T> s = 0;
+#pragma omp simd reduction(+ : s)
+      for (int64_t c = 0; c < cols; ++c) s += p[c];
+      out[r] = static_cast<T>(s);
+    }
+    return;
+  }
+  const bool is_max = op == ReduceOp::max;
+#pragma omp parallel for if (par)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * cols;
+    T m = is_max ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
+    bool nan = false;
+    for (int64_t c = 0; c < cols; ++c) {
+      T v = p[c];
+      if (v != v) nan = true;
+      m = is_max ? (v > m ? v : m) : (v < m ? v : m);
+    }
+    out[r] = nan ? std::numeric_limits<T>::quiet_NaN() : m;
+  }
+}
+
+template <class T>
+void softmax_rows(int64_t rows, int64_t cols, const T* x, T* y, bool log) {
+#pragma omp parallel for if (rows * cols >= kParallelMin && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * cols;
+    T* q = y + r * cols;
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t c = 0; c < cols; ++c) m = p[c] > m ? p[c] : m;
+    if (m == -std::numeric_limits<T>::infinity()) m = 0;
+    T s = 0;
+    if (log) {
+      for (int64_t c = 0; c < cols; ++c) s += std::exp(p[c] - m);
+      T lse = m + std::log(s);
+      for (int64_t c = 0; c < cols; ++c) q[c] = p[c] - lse;
+    } else {
+      for (int64_t c = 0; c < cols; ++c) {
+        q[c] = std::exp(p[c] - m);
+        s += q[c];
+      }
+      T inv = T(1) / s;
+      for (int64_t c = 0; c < cols; ++c) q[c] *= inv;
+    }
+  }
+}
+
+template <class T>
+void logsumexp_rows(int64_t rows, int64_t cols, const T* x, T* out) {
+#pragma omp parallel for if (rows * cols >= kParallelMin && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* p = x + r * cols;
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t c = 0; c < cols; ++c) m = p[c] > m ? p[c] : m;
+    if (m == -std::numeric_limits<T>::infinity() || m == std::numeric_limits<T>::infinity()) {
+      out[r] = m;
+      continue;
+    }
+    T s = 0;
+    for (int64_t c = 0; c < cols; ++c) s += std::exp(p[c] - m);
+    out[r] = m + std::log(s);
+  }
+}
+
+template <class T>
+void softmax_backward_rows(int64_t rows, int64_t cols, const T* g, const T* y, T* gx, bool log) {
+#pragma omp parallel for if (rows * cols >= kParallelMin && rows > 1)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* pg = g + r * cols;
+    const T* py = y + r * cols;
+    T* o = gx + r * cols;
+    T s = 0;
+    if (log) {
+      for (int64_t c = 0; c < cols; ++c) s += pg[c];
+      for (int64_t c = 0; c < cols; ++c) o[c] = pg[c] - std::exp(py[c]) * s;
+    } else {
+      for (int64_t c = 0; c < cols; ++c) s += pg[c] * py[c];
+      for (int64_t c = 0; c < cols; ++c) o[c] = py[c] * (pg[c] - s);
+    }
+  }
+}
+
+#define SIAM_INST(T)                                                                        \
+  template void reduce_rows<T>(ReduceOp, int64_t, int64_t, const T*, T*);                   \
+  template void softmax_rows<T>(int64_t, int64_t, const T*, T*, bool);                      \
+  template void logsumexp_rows<T>(int64_t, int64_t, const T*, T*);                          \
+  template void softmax_backward_rows<T>(int64_t, int64_t, const T*, const T*, T*, bool);
+SIAM_INST(float)
+SIAM_INST(double)
+#undef SIAM_INST
+
+}  // namespace siam::kernels::cpu

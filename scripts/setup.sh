@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every system dependency of siam from Debian packages (idempotent), then configures and builds
+# into build/. Usage: scripts/setup.sh [extra cmake args...]   Environment: SIAM_BUILD_TYPE (default Release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(
+  build-essential cmake pkg-config
+  libopenblas-openmp-dev   # BLAS (sgemm/dgemm), OpenMP-threaded so it shares the OpenMP pool with our loops
+  libomp-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  dataset-fashion-mnist    # the default dataset: /usr/share/datasets/fashion-mnist
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+JOBS=${SIAM_JOBS:-$(nproc)}
+cmake -S . -B build -DCMAKE_BUILD_TYPE="${SIAM_BUILD_TYPE:-Release}" "$@"
+cmake --build build -j "$JOBS"
