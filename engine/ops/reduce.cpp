@@ -127,6 +127,27 @@ Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction
   return div(sum(mul(centered, centered), dims, keepdim), static_cast<double>(p.count - correction));
 }
 
+Tensor norm(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  Tensor out;
+  ReducePlan p = plan_reduce(x, dims, keepdim, "norm");
+  {
+    NoGradGuard ng;
+    out = sqrt(sum(mul(x, x), dims, keepdim));
+  }
+  if (autograd::needs_grad({x})) {
+    Tensor xd = x.detach(), od = out.detach().reshape(p.keep_shape);
+    Shape keep = p.keep_shape;
+    autograd::record("norm", out, {x}, [xd, od, keep](const Tensor& g, const std::vector<bool>&) {
+      // d|x|/dx = x / |x|, taken as 0 where |x| = 0
+      Tensor zero = zeros({}, od.options());
+      Tensor safe = where(gt(od, zero), od, ones({}, od.options()));
+      Tensor scale = where(gt(od, zero), div(g.reshape(keep), safe), zero);
+      return std::vector<Tensor>{mul(xd, scale)};
+    });
+  }
+  return out;
+}
+
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   ops::require_cpu("argmax", {x});
   ops::require_floating("argmax", x);

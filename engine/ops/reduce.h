@@ -16,6 +16,8 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = fal
 Tensor min(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
 // Variance with `correction` (1: unbiased, 0: biased, as batch norm uses).
 Tensor var(const Tensor& x, const std::vector<int64_t>& dims, int64_t correction = 1, bool keepdim = false);
+// Euclidean norm along dims; the gradient at a zero vector is 0 (not NaN).
+Tensor norm(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
 // Index of the largest value along dim (i64, no gradient).
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 

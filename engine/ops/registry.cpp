@@ -36,6 +36,7 @@ const std::vector<OpInfo>& op_registry() {
       {"softmax", "reduce", true, false},
       {"log_softmax", "reduce", true, false},
       {"logsumexp", "reduce", true, false},
+      {"norm", "reduce", true, false},
       {"view", "shape", true, false},
       {"reshape", "shape", true, false},
       {"slice", "shape", true, false},
