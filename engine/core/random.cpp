@@ -2,6 +2,9 @@
 
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/random.h"
+#if defined(SIAM_WITH_CUDA)
+#include "kernels/cuda/random.h"
+#endif
 
 namespace siam {
 
@@ -13,6 +16,15 @@ void manual_seed(uint64_t seed) { default_generator().set_state(seed, 0); }
 
 Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opts, Generator* gen) {
   Generator& g = gen ? *gen : default_generator();
+#if defined(SIAM_WITH_CUDA)
+  if (opts.device.is_cuda() && opts.dtype == DType::f32) {
+    Tensor t = empty(shape, TensorOptions(opts.dtype, opts.device));
+    uint64_t off = g.advance(static_cast<uint64_t>(t.numel()));
+    kernels::cuda::fill_uniform_f32(t.data<float>(), t.numel(), g.seed(), kStreamTensor, off, lo, hi);
+    if (opts.requires_grad) t.set_requires_grad(true);
+    return t;
+  }
+#endif
   Tensor t = empty(shape, TensorOptions(opts.dtype, kCPU));
   uint64_t off = g.advance(static_cast<uint64_t>(t.numel()));
   SIAM_DISPATCH_FLOAT(opts.dtype, "uniform",
@@ -25,6 +37,15 @@ Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opts, Gen
 
 Tensor normal(const Shape& shape, double mean, double std, TensorOptions opts, Generator* gen) {
   Generator& g = gen ? *gen : default_generator();
+#if defined(SIAM_WITH_CUDA)
+  if (opts.device.is_cuda() && opts.dtype == DType::f32) {
+    Tensor t = empty(shape, TensorOptions(opts.dtype, opts.device));
+    uint64_t off = g.advance(static_cast<uint64_t>(t.numel()));
+    kernels::cuda::fill_normal_f32(t.data<float>(), t.numel(), g.seed(), kStreamTensor, off, mean, std);
+    if (opts.requires_grad) t.set_requires_grad(true);
+    return t;
+  }
+#endif
   Tensor t = empty(shape, TensorOptions(opts.dtype, kCPU));
   uint64_t off = g.advance(static_cast<uint64_t>(t.numel()));
   SIAM_DISPATCH_FLOAT(opts.dtype, "normal",

@@ -74,8 +74,8 @@ const std::vector<OpInfo>& op_registry() {
       {"zeros", "factory", false, false},
       {"ones", "factory", false, false},
       {"full", "factory", false, false},
-      {"rand", "random", false, false},
-      {"randn", "random", false, false},
+      {"rand", "random", false, true},
+      {"randn", "random", false, true},
   };
   return table;
 }

@@ -16,7 +16,7 @@ void fill_normal(int64_t n, uint64_t seed, uint64_t stream, uint64_t offset, T* 
 #pragma omp parallel for if (n >= 65536)
   for (int64_t i = 0; i < n; ++i) {
     Philox4 b = philox_block(seed, stream, offset + static_cast<uint64_t>(i));
-    out[i] = static_cast<T>(mean + std * static_cast<double>(philox_normal(b)));
+    out[i] = static_cast<T>(mean + std * philox_normal(b));
   }
 }
 
