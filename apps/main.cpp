@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "apps/commands.h"
+#include "engine/core/blas.h"
 #include "engine/core/random.h"
 #include "engine/data/idx.h"
 #include "engine/nn/activation.h"
@@ -38,6 +40,9 @@ const char* kUsage =
     "  demo     train an MLP classifier on Fashion-MNIST and report test top-1\n"
     "           --data DIR (default /usr/share/datasets/fashion-mnist) --epochs N (3) --batch-size B (128)\n"
     "           --lr LR (0.1) --hidden H (256) --limit N (all training images) --threads T (all cores) --seed S (0)\n"
+    "  show-views  --config FILE --out views.png [--rows N --seed S --epoch E --scale K]: a grid of images and their views\n"
+    "  info     --model resnet18|34|50|101|152 [--width W --stem imagenet|cifar --in-ch C --size S --classes K]:\n"
+    "           parameter count and forward FLOPs (2 per multiply-add of conv/linear layers) at S x S\n"
     "  version  print the version\n";
 
 struct Args {
@@ -182,6 +187,7 @@ int demo(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  siam::ensure_fast_blas(argv);
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
       std::string(argv[1]) == "help") {
     std::fputs(kUsage, argc < 2 ? stderr : stdout);
@@ -190,9 +196,12 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   try {
     if (cmd == "version") {
-      std::puts("siam 0.1.0");
+      std::printf("siam 0.1.0\nblas: %s\ncuda: %s\n", siam::blas_info().c_str(),
+                  siam::cuda_available() ? "available" : "no device (or a CPU-only build)");
       return 0;
     }
+    if (cmd == "show-views") return siam::app::show_views(argc, argv);
+    if (cmd == "info") return siam::app::info(argc, argv);
     if (cmd == "demo")
       return demo(parse(argc, argv, 2, {"data", "epochs", "batch-size", "lr", "hidden", "limit", "threads", "seed"}));
     std::fprintf(stderr, "siam: unknown command '%s'\n%s", cmd.c_str(), kUsage);
