@@ -10,6 +10,8 @@ PKGS=(
   libomp-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist    # the default dataset: /usr/share/datasets/fashion-mnist
+  libyaml-cpp-dev          # YAML configs (view pipelines, recipes)
+  libstb-dev               # reference copy of stb_image(_write).h; the build uses third_party/stb
 )
 
 missing=()
