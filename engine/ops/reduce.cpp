@@ -57,7 +57,6 @@ Tensor rows_layout(const Tensor& x, const ReducePlan& p) {
 Tensor reduce_raw(ReduceOp op, const char* name, const Tensor& x, const ReducePlan& p) {
   ops::require_cpu(name, {x});
   ops::require_floating(name, x);
-  Tensor xc = rows_layout(x, p);
   int64_t cols = p.count, rows = cols == 0 ? shape_numel(p.keep_shape) : x.numel() / cols;
   Tensor out = empty(p.out_shape, x.options());
   if (cols == 0) {
@@ -65,6 +64,18 @@ Tensor reduce_raw(ReduceOp op, const char* name, const Tensor& x, const ReducePl
     out.zero_();
     return out;
   }
+  // Reduced dims leading a contiguous tensor (a sum over the batch): walk rows in place, no transpose.
+  int64_t lead = 0;
+  while (lead < x.dim() && p.reduced[lead]) ++lead;
+  bool prefix = lead > 0 && lead < x.dim() && x.is_contiguous();
+  for (int64_t i = lead; i < x.dim(); ++i) prefix = prefix && !p.reduced[i];
+  if (prefix) {
+    Tensor xd = x.detach();
+    SIAM_DISPATCH_FLOAT(x.dtype(), name,
+                        kernels::cpu::reduce_outer<scalar_t>(op, cols, rows, xd.data<scalar_t>(), out.data<scalar_t>()));
+    return out;
+  }
+  Tensor xc = rows_layout(x, p);
   SIAM_DISPATCH_FLOAT(x.dtype(), name,
                       kernels::cpu::reduce_rows<scalar_t>(op, rows, cols, xc.data<scalar_t>(), out.data<scalar_t>()));
   return out;

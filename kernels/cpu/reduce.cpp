@@ -1,7 +1,9 @@
 #include "kernels/cpu/reduce.h"
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace siam::kernels::cpu {
 
@@ -18,9 +20,21 @@ void reduce_rows(ReduceOp op, int64_t rows, int64_t cols, const T* x, T* out) {
   const bool par = rows * cols >= kParallelMin && rows > 1;
   if (op == ReduceOp::sum) {
     if (rows == 1 && cols >= kParallelMin) {
+      // Fixed blocks summed in a fixed order: the result does not depend on the thread count.
+      constexpr int64_t kBlock = 16384;
+      const int64_t nb = (cols + kBlock - 1) / kBlock;
+      std::vector<acc_t<T>> partial(static_cast<size_t>(nb));
+#pragma omp parallel for schedule(static)
+      for (int64_t b = 0; b < nb; ++b) {
+        const T* p = x + b * kBlock;
+        const int64_t n = std::min(kBlock, cols - b * kBlock);
+        acc_t<T> s = 0;
+#pragma omp simd reduction(+ : s)
+        for (int64_t c = 0; c < n; ++c) s += p[c];
+        partial[b] = s;
+      }
       acc_t<T> s = 0;
-#pragma omp parallel for reduction(+ : s)
-      for (int64_t c = 0; c < cols; ++c) s += x[c];
+      for (auto v : partial) s += v;
       out[0] = static_cast<T>(s);
       return;
     }
@@ -46,6 +60,35 @@ void reduce_rows(ReduceOp op, int64_t rows, int64_t cols, const T* x, T* out) {
       m = is_max ? (v > m ? v : m) : (v < m ? v : m);
     }
     out[r] = nan ? std::numeric_limits<T>::quiet_NaN() : m;
+  }
+}
+
+template <class T>
+void reduce_outer(ReduceOp op, int64_t outer, int64_t inner, const T* x, T* out) {
+  // Blocks of output columns in parallel; each walks the rows in order (deterministic), reading every
+  // row of its block contiguously.
+  constexpr int64_t kCols = 512;
+  const int64_t nb = (inner + kCols - 1) / kCols;
+#pragma omp parallel for schedule(static) if (outer * inner >= kParallelMin && nb > 1)
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t j0 = b * kCols, n = std::min(kCols, inner - j0);
+    acc_t<T> acc[kCols];
+    const T init = op == ReduceOp::max ? -std::numeric_limits<T>::infinity()
+                   : op == ReduceOp::min ? std::numeric_limits<T>::infinity()
+                                         : T(0);
+    for (int64_t j = 0; j < n; ++j) acc[j] = init;
+    for (int64_t i = 0; i < outer; ++i) {
+      const T* p = x + i * inner + j0;
+      if (op == ReduceOp::sum) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) acc[j] += p[j];
+      } else if (op == ReduceOp::max) {
+        for (int64_t j = 0; j < n; ++j) acc[j] = (p[j] > acc[j] || p[j] != p[j]) ? p[j] : acc[j];
+      } else {
+        for (int64_t j = 0; j < n; ++j) acc[j] = (p[j] < acc[j] || p[j] != p[j]) ? p[j] : acc[j];
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) out[j0 + j] = static_cast<T>(acc[j]);
   }
 }
 
@@ -111,6 +154,7 @@ void softmax_backward_rows(int64_t rows, int64_t cols, const T* g, const T* y, T
 
 #define SIAM_INST(T)                                                                        \
   template void reduce_rows<T>(ReduceOp, int64_t, int64_t, const T*, T*);                   \
+  template void reduce_outer<T>(ReduceOp, int64_t, int64_t, const T*, T*);                  \
   template void softmax_rows<T>(int64_t, int64_t, const T*, T*, bool);                      \
   template void logsumexp_rows<T>(int64_t, int64_t, const T*, T*);                          \
   template void softmax_backward_rows<T>(int64_t, int64_t, const T*, const T*, T*, bool);

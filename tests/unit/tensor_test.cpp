@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "engine/core/random.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
 #include "engine/ops/reduce.h"
@@ -165,6 +166,21 @@ TEST(Ops, ReductionValues) {
   EXPECT_NEAR(logsumexp(from_vector({1000, 1000}, {2}), 0).item(), 1000 + std::log(2.0), 1e-3);
   auto sm = softmax(from_vector({1, 2, 3}, {3}), 0).to_vector<float>();
   EXPECT_NEAR(sm[0] + sm[1] + sm[2], 1.0f, 1e-6);
+}
+
+TEST(Ops, LeadingDimReductionsMatchTheTransposedPath) {
+  // sum/max over leading dims of a contiguous tensor take the in-place column path; the same reduction of
+  // a non-contiguous copy takes the transpose path; both must agree (and the sum must be deterministic).
+  Tensor x = uniform({37, 3, 530}, -1, 1);
+  Tensor xn = x.permute({2, 0, 1}).contiguous().permute({1, 2, 0});  // same values, non-contiguous
+  ASSERT_FALSE(xn.is_contiguous());
+  for (auto dims : std::vector<std::vector<int64_t>>{{0}, {0, 1}}) {
+    auto a = sum(x, dims).to_vector<float>(), b = sum(xn, dims).to_vector<float>();
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5) << i;
+    EXPECT_EQ(max(x, dims).to_vector<float>(), max(xn, dims).to_vector<float>());
+  }
+  Tensor big = uniform({3000000}, -1, 1);
+  EXPECT_EQ(sum(big).item(), sum(big).item());
 }
 
 TEST(Ops, DropoutKeepsExpectation) {
