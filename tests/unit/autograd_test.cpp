@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/unit/test_util.h"
 #include "engine/autograd/node.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
@@ -13,18 +14,12 @@
 namespace siam {
 namespace {
 
+using test::error_of;
+
 using ::testing::HasSubstr;
 
 Tensor leaf(std::vector<double> v, Shape s) { return from_vector(v, s, TensorOptions(DType::f64).with_requires_grad(true)); }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 TEST(Autograd, AccumulatesAcrossBackwardCalls) {
   Tensor x = leaf({1, 2}, {2});

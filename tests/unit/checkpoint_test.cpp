@@ -1,6 +1,7 @@
 // Model and training checkpoints: bitwise save/load round trips, every kind of state_dict mismatch in one
 // error, ignoring heads, dtype conversion on load, and a training checkpoint (model, EMA network, optimizer
 // state, method state, RNG, epoch/step) from which training continues exactly as it would have.
+#include "tests/unit/test_util.h"
 #include "engine/io/checkpoint.h"
 
 #include <gmock/gmock.h>
@@ -22,22 +23,12 @@
 namespace siam {
 namespace {
 
+using test::error_of;
+std::string tmp_path(const std::string& name) { return test::tmp_path("checkpoint", name); }
+
 using ::testing::HasSubstr;
 
-std::string tmp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("siam_checkpoint_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.dtype() == b.dtype() && a.shape() == b.shape() &&

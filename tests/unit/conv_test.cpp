@@ -1,5 +1,6 @@
-// conv2d: gradient-check samples for the registry, fast path (im2col + GEMM) vs conv2d_*_ref in f32 at
-// realistic and ragged shapes, and error messages.
+// conv2d: gradient-check samples for the registry, fast path (im2col + GEMM) and oneDNN path vs conv2d_*_ref in
+// f32 at realistic and ragged shapes, and error messages.
+#include "tests/unit/test_util.h"
 #include "engine/ops/conv.h"
 
 #include <gmock/gmock.h>
@@ -11,10 +12,13 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
 #include "kernels/cpu/conv2d.h"
+#include "kernels/cpu/conv2d_onednn.h"
 #include "tests/unit/op_samples.h"
 
 namespace siam::test {
 namespace {
+
+using test::error_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -108,20 +112,93 @@ TEST_P(ConvFastVsRef, ForwardAndBackwardAgree) {
   EXPECT_LT(max_rel_err(gx3.to_vector<float>(), gx2.to_vector<float>()), 1e-5);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, ConvFastVsRef,
-    ::testing::Values(ConvCase{4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, true},    // CIFAR stem (width 16)
-                      ConvCase{3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, false},  // layer1
-                      ConvCase{4, 16, 28, 28, 32, 3, 3, 2, 1, 1, 1, false},  // layer2 first conv
-                      ConvCase{6, 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, true},     // small map: batched chunks
-                      ConvCase{5, 16, 28, 28, 32, 1, 1, 2, 0, 1, 1, false},  // 1x1 s2 downsample
-                      ConvCase{3, 24, 9, 9, 20, 1, 1, 1, 0, 1, 1, true},     // 1x1 s1 direct GEMM
-                      ConvCase{7, 6, 13, 11, 10, 3, 5, 2, 2, 1, 2, true},    // ragged, groups 2
-                      ConvCase{3, 5, 17, 10, 7, 3, 3, 1, 2, 2, 1, true},     // ragged, dilation 2
-                      ConvCase{9, 8, 3, 3, 8, 3, 3, 1, 1, 1, 4, true},       // tiny map, groups 4
-                      ConvCase{3, 64, 28, 28, 8, 3, 3, 1, 1, 1, 1, true},    // col built in row tiles
-                      ConvCase{1, 256, 56, 57, 4, 3, 3, 2, 1, 1, 1, false},  // row tiles + col2im, stride 2
-                      ConvCase{2, 64, 27, 25, 6, 3, 3, 1, 2, 2, 2, true}));  // row tiles, dilation, groups
+const ConvCase kConvCases[] = {
+    ConvCase{4, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1, true},    // CIFAR stem (width 16)
+    ConvCase{3, 16, 28, 28, 16, 3, 3, 1, 1, 1, 1, false},  // layer1
+    ConvCase{4, 16, 28, 28, 32, 3, 3, 2, 1, 1, 1, false},  // layer2 first conv
+    ConvCase{6, 32, 7, 7, 64, 3, 3, 1, 1, 1, 1, true},     // small map: batched chunks
+    ConvCase{5, 16, 28, 28, 32, 1, 1, 2, 0, 1, 1, false},  // 1x1 s2 downsample
+    ConvCase{3, 24, 9, 9, 20, 1, 1, 1, 0, 1, 1, true},     // 1x1 s1 direct GEMM
+    ConvCase{7, 6, 13, 11, 10, 3, 5, 2, 2, 1, 2, true},    // ragged, groups 2
+    ConvCase{3, 5, 17, 10, 7, 3, 3, 1, 2, 2, 1, true},     // ragged, dilation 2
+    ConvCase{9, 8, 3, 3, 8, 3, 3, 1, 1, 1, 4, true},       // tiny map, groups 4
+    ConvCase{3, 64, 28, 28, 8, 3, 3, 1, 1, 1, 1, true},    // col built in row tiles
+    ConvCase{1, 256, 56, 57, 4, 3, 3, 2, 1, 1, 1, false},  // row tiles + col2im, stride 2
+    ConvCase{2, 64, 27, 25, 6, 3, 3, 1, 2, 2, 2, true},    // row tiles, dilation, groups
+    ConvCase{5, 64, 7, 7, 64, 3, 3, 1, 1, 1, 1, true},     // layer3 at width 16: small map, 64 channels
+    ConvCase{3, 20, 4, 4, 36, 3, 3, 1, 1, 1, 1, false},    // 4x4 map, channels not a multiple of 16
+    ConvCase{2, 16, 15, 15, 24, 1, 1, 2, 0, 1, 1, true},   // 1x1 s2 on an odd map
+    ConvCase{3, 12, 9, 9, 12, 3, 3, 1, 1, 1, 12, true},    // depthwise
+    ConvCase{2, 20, 11, 11, 30, 3, 3, 3, 1, 2, 5, true},   // stride 3, dilation 2, groups 5
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvFastVsRef, ::testing::ValuesIn(kConvCases));
+
+// The oneDNN path (kernels/cpu/conv2d_onednn) against the reference at the same shapes, with every subset of
+// gradients the backward closure asks for.
+class ConvOneDnnVsRef : public ::testing::TestWithParam<ConvCase> {};
+
+TEST_P(ConvOneDnnVsRef, ForwardAndBackwardAgree) {
+  if (!kernels::cpu::conv2d_onednn_available()) GTEST_SKIP() << kernels::cpu::conv2d_onednn_info();
+  const ConvCase c = GetParam();
+  const auto g = geom_of(c);
+  manual_seed(11);
+  Tensor x = randf({g.N, g.C, g.H, g.W}), w = randf({g.K, g.C / g.groups, g.R, g.S}), b = randf({g.K});
+  Tensor gy = randf({g.N, g.K, g.OH, g.OW});
+  const float* bp = c.bias ? b.data<float>() : nullptr;
+  Tensor y1 = empty({g.N, g.K, g.OH, g.OW}), y2 = empty({g.N, g.K, g.OH, g.OW});
+  kernels::cpu::conv2d_forward_onednn(g, x.data<float>(), w.data<float>(), bp, y1.data<float>());
+  kernels::cpu::conv2d_forward_ref<float>(g, x.data<float>(), w.data<float>(), bp, y2.data<float>());
+  EXPECT_LT(max_rel_err(y1.to_vector<float>(), y2.to_vector<float>()), 1e-5) << "forward";
+
+  Tensor gx1 = empty(x.shape()), gx2 = empty(x.shape()), gw1 = empty(w.shape()), gw2 = empty(w.shape());
+  Tensor gb1 = empty({g.K}), gb2 = empty({g.K});
+  kernels::cpu::conv2d_backward_onednn(g, x.data<float>(), w.data<float>(), gy.data<float>(), gx1.data<float>(),
+                                       gw1.data<float>(), gb1.data<float>());
+  kernels::cpu::conv2d_backward_ref<float>(g, x.data<float>(), w.data<float>(), gy.data<float>(), gx2.data<float>(),
+                                           gw2.data<float>(), gb2.data<float>());
+  EXPECT_LT(max_rel_err(gx1.to_vector<float>(), gx2.to_vector<float>()), 1e-5) << "grad input";
+  EXPECT_LT(max_rel_err(gw1.to_vector<float>(), gw2.to_vector<float>()), 1e-4) << "grad weight";
+  EXPECT_LT(max_rel_err(gb1.to_vector<float>(), gb2.to_vector<float>()), 1e-4) << "grad bias";
+
+  // Subsets: weight gradient only (first conv: no input gradient), weight + bias, input only, bias only.
+  Tensor gw3 = empty(w.shape()), gw4 = empty(w.shape()), gb4 = empty({g.K}), gx5 = empty(x.shape());
+  Tensor gb6 = empty({g.K});
+  kernels::cpu::conv2d_backward_onednn(g, x.data<float>(), nullptr, gy.data<float>(), nullptr, gw3.data<float>(),
+                                       nullptr);
+  kernels::cpu::conv2d_backward_onednn(g, x.data<float>(), nullptr, gy.data<float>(), nullptr, gw4.data<float>(),
+                                       gb4.data<float>());
+  kernels::cpu::conv2d_backward_onednn(g, nullptr, w.data<float>(), gy.data<float>(), gx5.data<float>(), nullptr,
+                                       nullptr);
+  kernels::cpu::conv2d_backward_onednn(g, nullptr, nullptr, gy.data<float>(), nullptr, nullptr, gb6.data<float>());
+  EXPECT_LT(max_rel_err(gw3.to_vector<float>(), gw2.to_vector<float>()), 1e-4) << "grad weight only";
+  EXPECT_LT(max_rel_err(gw4.to_vector<float>(), gw2.to_vector<float>()), 1e-4) << "grad weight with bias";
+  EXPECT_LT(max_rel_err(gb4.to_vector<float>(), gb2.to_vector<float>()), 1e-4) << "grad bias with weight";
+  EXPECT_LT(max_rel_err(gx5.to_vector<float>(), gx2.to_vector<float>()), 1e-5) << "grad input only";
+  EXPECT_LT(max_rel_err(gb6.to_vector<float>(), gb2.to_vector<float>()), 1e-4) << "grad bias only";
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, ConvOneDnnVsRef, ::testing::ValuesIn(kConvCases));
+
+// The op front-end in f32 (oneDNN when built with it) against the reference, bias and all gradients.
+TEST(Conv2d, OpF32MatchesRef) {
+  manual_seed(5);
+  const ConvCase c{3, 6, 10, 9, 8, 3, 3, 2, 1, 1, 2, true};
+  const auto g = geom_of(c);
+  Tensor x = randf({g.N, g.C, g.H, g.W}), w = randf({g.K, g.C / g.groups, g.R, g.S}), b = randf({g.K});
+  Tensor r = randf({g.N, g.K, g.OH, g.OW});
+  for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+  Tensor y = conv2d(x, w, b, cp(2, 1, 1, 2));
+  sum(mul(y, r)).backward();
+  Tensor y2 = empty(y.shape()), gx = empty(x.shape()), gw = empty(w.shape()), gb = empty({g.K});
+  kernels::cpu::conv2d_forward_ref<float>(g, x.data<float>(), w.data<float>(), b.data<float>(), y2.data<float>());
+  kernels::cpu::conv2d_backward_ref<float>(g, x.data<float>(), w.data<float>(), r.data<float>(), gx.data<float>(),
+                                           gw.data<float>(), gb.data<float>());
+  EXPECT_LT(max_rel_err(y.to_vector<float>(), y2.to_vector<float>()), 1e-5);
+  EXPECT_LT(max_rel_err(x.grad().to_vector<float>(), gx.to_vector<float>()), 1e-5);
+  EXPECT_LT(max_rel_err(w.grad().to_vector<float>(), gw.to_vector<float>()), 1e-4);
+  EXPECT_LT(max_rel_err(b.grad().to_vector<float>(), gb.to_vector<float>()), 1e-4);
+}
 
 TEST(Conv2d, OpMatchesRefAndSkipsUnneededGrads) {
   manual_seed(3);
@@ -135,14 +212,6 @@ TEST(Conv2d, OpMatchesRefAndSkipsUnneededGrads) {
   EXPECT_EQ(w.grad().shape(), w.shape());
 }
 
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 TEST(Conv2d, ErrorsNameOpAndShapes) {
   Tensor x = zeros({2, 3, 8, 8}), w = zeros({4, 3, 3, 3});

@@ -7,18 +7,17 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/unit/test_util.h"
 #include "engine/data/idx.h"
 
 namespace siam {
 namespace {
 
+using test::error_of;
+std::string tmp_path(const std::string& name) { return test::tmp_path("idx", name); }
+
 using ::testing::HasSubstr;
 
-std::string tmp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / "siam_idx_test";
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
 
 std::vector<unsigned char> idx_bytes(std::vector<uint32_t> shape, unsigned char fill) {
   std::vector<unsigned char> b = {0, 0, 0x08, static_cast<unsigned char>(shape.size())};
@@ -39,14 +38,6 @@ void write_file(const std::string& p, const std::vector<unsigned char>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 TEST(Idx, ReadsPlainAndGzip) {
   auto b = idx_bytes({2, 3, 2}, 10);

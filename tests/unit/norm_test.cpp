@@ -1,5 +1,6 @@
 // batch_norm and layer_norm: gradient-check samples for the registry, fused fast path vs *_ref in f32,
 // running-statistics update vs hand computation, and error messages.
+#include "tests/unit/test_util.h"
 #include "engine/ops/norm.h"
 
 #include <gmock/gmock.h>
@@ -14,6 +15,8 @@
 
 namespace siam::test {
 namespace {
+
+using test::error_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -192,14 +195,6 @@ TEST(LayerNorm, FastVsRef) {
   }
 }
 
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 TEST(Norm, ErrorsNameOpAndShapes) {
   Tensor x = zeros({4, 3, 2, 2});

@@ -1,5 +1,6 @@
 // Pooling: gradient-check samples for the registry, fast path vs *_ref in f32, output sizes
 // (ceil_mode, padding) against PyTorch's formula, and error messages.
+#include "tests/unit/test_util.h"
 #include "engine/ops/pool.h"
 
 #include <gmock/gmock.h>
@@ -11,6 +12,8 @@
 
 namespace siam::test {
 namespace {
+
+using test::error_of;
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
@@ -152,14 +155,6 @@ TEST(AdaptivePool, FastVsRef) {
   }
 }
 
-template <class F> std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 TEST(Pool, ErrorsNameOpAndShapes) {
   EXPECT_THAT(error_of([] {

@@ -1,5 +1,6 @@
 // safetensors I/O: bitwise round trips for every dtype, metadata, conversion on save, and the corrupted or
 // truncated files (written by the test) that must give a siam::Error naming the file, never a crash.
+#include "tests/unit/test_util.h"
 #include "engine/io/safetensors.h"
 
 #include <gmock/gmock.h>
@@ -16,22 +17,12 @@
 namespace siam {
 namespace {
 
+using test::error_of;
+std::string tmp_path(const std::string& name) { return test::tmp_path("safetensors", name); }
+
 using ::testing::HasSubstr;
 
-std::string tmp_path(const std::string& name) {
-  auto dir = std::filesystem::temp_directory_path() / ("siam_safetensors_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  return (dir / name).string();
-}
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 std::string read_all(const std::string& p) {
   std::ifstream f(p, std::ios::binary);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "tests/unit/test_util.h"
 #include "engine/core/random.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
@@ -14,17 +15,10 @@
 namespace siam {
 namespace {
 
+using test::error_of;
+
 using ::testing::HasSubstr;
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 TEST(Tensor, ShapeStridesAndAlignment) {
   Tensor t = zeros({2, 3, 4});
