@@ -129,7 +129,8 @@ DataConfig parse_data(const Ctx& cx, const YAML::Node& n) {
 ViewSpec parse_view(const Ctx& cx, const YAML::Node& n, const std::string& at, int channels) {
   ViewSpec v;
   check_keys(cx, n, at,
-             {"name", "count", "size", "crop", "flip", "color_jitter", "grayscale", "blur", "solarize", "normalize"});
+             {"name", "count", "size", "crop", "flip", "pad_crop", "randaugment", "color_jitter", "grayscale", "blur",
+              "solarize", "normalize"});
   v.name = at;
   if (n["name"]) v.name = str(cx, n["name"], at + ".name");
   if (n["count"]) v.count = static_cast<int>(integer(cx, n["count"], at + ".count"));
@@ -155,6 +156,33 @@ ViewSpec parse_view(const Ctx& cx, const YAML::Node& n, const std::string& at, i
     }
   }
   if (n["flip"]) v.flip_p = prob(cx, n["flip"], at + ".flip");
+  if (n["pad_crop"]) {
+    const YAML::Node c = n["pad_crop"];
+    const std::string k = at + ".pad_crop";
+    if (c.IsScalar()) {
+      v.pad_crop.padding = static_cast<int>(integer(cx, c, k));
+    } else {
+      check_keys(cx, c, k, {"padding", "mode"});
+      SIAM_CHECK(c["padding"], cx.where(c, k), ": missing key 'padding' (pixels on each side)");
+      v.pad_crop.padding = static_cast<int>(integer(cx, c["padding"], k + ".padding"));
+      if (c["mode"]) {
+        const std::string mode = str(cx, c["mode"], k + ".mode");
+        SIAM_CHECK(mode == "reflect" || mode == "zeros", cx.where(c["mode"], k + ".mode"),
+                   ": must be reflect or zeros, got '", mode, "'");
+        v.pad_crop.reflect = mode == "reflect";
+      }
+    }
+  }
+  if (n["randaugment"]) {
+    const YAML::Node r = n["randaugment"];
+    const std::string k = at + ".randaugment";
+    check_keys(cx, r, k, {"num_ops", "magnitude", "num_magnitude_bins"});
+    v.randaugment.num_ops = 2;  // torchvision's defaults
+    if (r["num_ops"]) v.randaugment.num_ops = static_cast<int>(integer(cx, r["num_ops"], k + ".num_ops"));
+    if (r["magnitude"]) v.randaugment.magnitude = static_cast<int>(integer(cx, r["magnitude"], k + ".magnitude"));
+    if (r["num_magnitude_bins"])
+      v.randaugment.num_magnitude_bins = static_cast<int>(integer(cx, r["num_magnitude_bins"], k + ".num_magnitude_bins"));
+  }
   if (n["color_jitter"]) {
     const YAML::Node j = n["color_jitter"];
     const std::string k = at + ".color_jitter";

@@ -13,6 +13,8 @@
 //       size: 28            # or [height, width]
 //       crop: {scale: [0.2, 1.0], ratio: [0.75, 1.3333]}   # or `crop: false` for a plain resize
 //       flip: 0.5
+//       pad_crop: {padding: 4, mode: reflect}   # RandomCrop(size, padding) after the flip; mode reflect | zeros
+//       randaugment: {num_ops: 2, magnitude: 9, num_magnitude_bins: 31}   # torchvision RandAugment
 //       color_jitter: {p: 0.8, brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1}
 //       grayscale: 0.2
 //       blur: {p: 0.5, sigma: [0.1, 2.0], kernel_frac: 0.1}

@@ -1,6 +1,7 @@
 // The threaded batch loader; see loader.h.
 #include "engine/data/loader.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -94,16 +95,61 @@ Sample Loader::get_or_skip(int64_t& index) const {
   SIAM_FAIL("Loader: no sample of ", dataset_->describe(), " could be decoded");
 }
 
+namespace {
+bool released(const Tensor& t) { return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1; }
+}  // namespace
+
+bool Loader::take_free_buffers(int64_t batch, Batch& out) const {
+  std::lock_guard<std::mutex> lk(pool_mu_);
+  if (!opt_.reuse_buffers) {
+    ++allocated_;
+    return false;
+  }
+  for (auto it = pool_.begin(); it != pool_.end(); ++it) {
+    if (it->indices.numel() != batch || !released(it->labels) || !released(it->indices)) continue;
+    bool free = true;
+    for (const Tensor& t : it->views) free = free && released(t);
+    if (!free) continue;
+    std::atomic_thread_fence(std::memory_order_acquire);  // the consumer's last reads happen before our writes
+    out = std::move(*it);
+    pool_.erase(it);
+    ++reused_;
+    return true;
+  }
+  ++allocated_;
+  return false;
+}
+
+void Loader::remember(const Batch& handed_out) {
+  if (!opt_.reuse_buffers) return;
+  std::lock_guard<std::mutex> lk(pool_mu_);
+  const size_t cap = static_cast<size_t>(opt_.prefetch) * static_cast<size_t>(std::max(opt_.threads, 1)) + 2;
+  if (pool_.size() >= cap) pool_.erase(pool_.begin());  // the consumer still holds the oldest: let it go
+  pool_.push_back(handed_out);
+}
+
+int64_t Loader::batches_reused() const {
+  std::lock_guard<std::mutex> lk(pool_mu_);
+  return reused_;
+}
+
+int64_t Loader::batches_allocated() const {
+  std::lock_guard<std::mutex> lk(pool_mu_);
+  return allocated_;
+}
+
 Batch Loader::build(const std::vector<int64_t>& indices, int64_t epoch, int64_t step) const {
   const int64_t B = static_cast<int64_t>(indices.size());
   const int C = views_.channels();
   Batch b;
+  if (!take_free_buffers(B, b)) {
+    for (int v = 0; v < views_.num_views(); ++v)
+      b.views.push_back(empty({B, C, views_.view(v).height, views_.view(v).width}, DType::f32));
+    b.labels = empty({B}, DType::i64);
+    b.indices = empty({B}, DType::i64);
+  }
   b.epoch = epoch;
   b.step = step;
-  for (int v = 0; v < views_.num_views(); ++v)
-    b.views.push_back(empty({B, C, views_.view(v).height, views_.view(v).width}, DType::f32));
-  b.labels = empty({B}, DType::i64);
-  b.indices = empty({B}, DType::i64);
   int64_t* labels = b.labels.data<int64_t>();
   int64_t* ids = b.indices.data<int64_t>();
   for (int64_t i = 0; i < B; ++i) {
@@ -162,8 +208,11 @@ bool Loader::next(Batch& out) {
     const int64_t end = std::min<int64_t>(begin + opt_.batch_size, static_cast<int64_t>(order_.size()));
     std::vector<int64_t> ids(order_.begin() + begin, order_.begin() + end);
     ++next_out_;
+    const int64_t epoch = epoch_;
     lk.unlock();
-    out = build(ids, epoch_, job);
+    out = Batch();  // release the previous batch first, so its buffers can take this one
+    out = build(ids, epoch, job);
+    remember(out);
     return true;
   }
   ready_cv_.wait(lk, [&] { return ready_.count(job) > 0; });
@@ -174,6 +223,7 @@ bool Loader::next(Batch& out) {
   work_cv_.notify_all();
   if (r.error) std::rethrow_exception(r.error);
   out = std::move(r.batch);
+  remember(out);
   return true;
 }
 

@@ -18,6 +18,11 @@
 // (wrapping) that decodes takes its place, the file is named once in a warning on stderr and counted in
 // skipped(). Any other exception in a worker is rethrown by next() for that batch as a siam::Error naming
 // the sample index, the epoch and the original message.
+// Buffers: the loader keeps a handle to every batch it hands out (at most prefetch * threads + 2 of them)
+// and refills one, instead of allocating, once the consumer has released it, i.e. no Tensor or view of any
+// of its tensors remains outside the loader (use counts of 1); a batch the consumer keeps is never touched.
+// Every element of a refilled batch is rewritten, so reuse changes no value. A consumer that passes raw
+// pointers to asynchronous work (a device copy) must keep the Tensor alive until that work is done.
 // Shutdown: the destructor stops the workers and joins them (a batch in progress is finished and dropped).
 #pragma once
 #include <condition_variable>
@@ -44,6 +49,7 @@ struct LoaderOptions {
   int threads = 1;    // worker threads; 0: compute batches synchronously in next()
   int prefetch = 2;   // batches prepared ahead, per worker thread
   int rank = 0, world_size = 1;
+  bool reuse_buffers = true;  // refill released batches (see Buffers above); false: allocate every batch
 };
 
 struct Batch {
@@ -74,6 +80,9 @@ class Loader {
   // Samples skipped so far because they could not be decoded, and their files (or "index N").
   int64_t skipped() const;
   std::vector<std::string> skipped_names() const;
+  // Batches built into recycled buffers, and into freshly allocated ones, so far.
+  int64_t batches_reused() const;
+  int64_t batches_allocated() const;
   // Builds one batch from the given dataset indices (what the workers run; public for tests and benchmarks).
   Batch build(const std::vector<int64_t>& indices, int64_t epoch, int64_t step) const;
 
@@ -84,6 +93,8 @@ class Loader {
   };
   void worker_loop();
   Sample get_or_skip(int64_t& index) const;
+  bool take_free_buffers(int64_t batch, Batch& out) const;  // a released batch of this size, if any
+  void remember(const Batch& handed_out);
 
   std::shared_ptr<const Dataset> dataset_;
   ViewPipeline views_;
@@ -99,6 +110,10 @@ class Loader {
   int64_t num_batches_ = 0, next_job_ = 0, next_out_ = 0;
   int in_flight_ = 0;
   std::map<int64_t, Ready> ready_;
+
+  mutable std::mutex pool_mu_;
+  mutable std::vector<Batch> pool_;  // handles to handed-out batches, oldest first
+  mutable int64_t reused_ = 0, allocated_ = 0;
 
   mutable std::mutex skip_mu_;
   mutable std::set<std::string> skipped_names_;

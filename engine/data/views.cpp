@@ -1,6 +1,7 @@
 // View pipelines: parameter sampling (Philox-keyed) and application (kernels/cpu/augment.h).
 #include "engine/data/views.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -88,6 +89,16 @@ ViewParams sample_view_params(const ViewSpec& spec, int H, int W, const RandKey&
     OpRng rng(key, kOpFlip);
     p.flip = rng.bernoulli(spec.flip_p);
   }
+  if (spec.pad_crop.padding > 0) {
+    OpRng rng(key, kOpPadCrop);
+    p.pad_top = static_cast<int>(rng.randint(0, 2 * spec.pad_crop.padding + 1));
+    p.pad_left = static_cast<int>(rng.randint(0, 2 * spec.pad_crop.padding + 1));
+  }
+  if (spec.randaugment.num_ops > 0) {
+    OpRng rng(key, kOpRandAugment);
+    p.ra_count = spec.randaugment.num_ops;
+    sample_randaugment(spec.randaugment, spec.height, spec.width, rng, p.ra);
+  }
   {
     OpRng rng(key, kOpJitter);
     const JitterSpec& j = spec.jitter;
@@ -124,6 +135,12 @@ void apply_view(const Image& src, const ViewSpec& spec, const ViewParams& p, flo
   const int C = src.c, H = spec.height, W = spec.width;
   kc::resized_crop(src.data.data(), src.h, src.w, C, p.box, out, H, W);
   if (p.flip) kc::hflip(out, C, H, W);
+  if (spec.pad_crop.padding > 0) {
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(H) * W);
+    kc::pad_crop(out, C, H, W, spec.pad_crop.padding, p.pad_top, p.pad_left, spec.pad_crop.reflect, scratch.data());
+  }
+  for (int k = 0; k < p.ra_count; ++k) apply_randaug_step(out, C, H, W, p.ra[k]);
   if (p.jitter) {
     for (int fn : p.order) {
       if (fn == 0 && spec.jitter.brightness > 0) kc::adjust_brightness(out, C, H, W, p.brightness);
@@ -174,6 +191,16 @@ void validate(const ViewSpec& s, int channels, const std::string& at) {
              s.blur.kernel_frac);
   SIAM_CHECK(s.solarize.threshold >= 0 && s.solarize.threshold <= 1, at, ".solarize.threshold: must be in [0, 1], got ",
              s.solarize.threshold);
+  SIAM_CHECK(s.pad_crop.padding >= 0 && (!s.pad_crop.reflect || s.pad_crop.padding < std::min(s.height, s.width)), at,
+             ".pad_crop.padding: must be in [0, ", std::min(s.height, s.width) - 1, "] for ", s.height, "x", s.width,
+             " views with reflect padding (and >= 0), got ", s.pad_crop.padding);
+  const RandAugmentSpec& ra = s.randaugment;
+  SIAM_CHECK(ra.num_ops >= 0 && ra.num_ops <= kMaxRandAugSteps, at, ".randaugment.num_ops: must be in [0, ",
+             kMaxRandAugSteps, "], got ", ra.num_ops);
+  SIAM_CHECK(ra.num_magnitude_bins >= 2 && ra.num_magnitude_bins <= 1000, at,
+             ".randaugment.num_magnitude_bins: must be in [2, 1000], got ", ra.num_magnitude_bins);
+  SIAM_CHECK(ra.magnitude >= 0 && ra.magnitude < ra.num_magnitude_bins, at, ".randaugment.magnitude: must be in [0, ",
+             ra.num_magnitude_bins - 1, "] (num_magnitude_bins ", ra.num_magnitude_bins, "), got ", ra.magnitude);
   SIAM_CHECK(s.mean.empty() == s.std.empty(), at, ".normalize: needs both mean and std");
   for (const auto* vals : {&s.mean, &s.std}) {
     SIAM_CHECK(vals->empty() || vals->size() == 1 || static_cast<int>(vals->size()) == channels, at, ".normalize: ",
@@ -226,6 +253,19 @@ std::vector<ViewSpec> byol_views(int size, int channels) {
   b.blur.p = 0.1;
   b.solarize.p = 0.2;
   return {a, b};
+}
+
+std::vector<ViewSpec> fixmatch_views(int size, int num_ops, int magnitude) {
+  ViewSpec weak;
+  weak.name = "weak";
+  weak.height = weak.width = size;
+  weak.crop.enabled = false;
+  weak.flip_p = 0.5;
+  weak.pad_crop = {static_cast<int>(0.125 * size), true};
+  ViewSpec strong = weak;
+  strong.name = "strong";
+  strong.randaugment = {num_ops, magnitude, 31};
+  return {weak, strong};
 }
 
 }  // namespace siam::data

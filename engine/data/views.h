@@ -3,11 +3,13 @@
 //
 // A ViewSpec is one pipeline, applied in this fixed order (SimCLR, BYOL, MoCo v2, SwAV, DINO, VICReg all
 // use it):
-//   crop (RandomResizedCrop, or a plain resize when disabled) -> horizontal flip -> color jitter (with
-//   probability p; brightness, contrast, saturation and hue in a random order) -> random grayscale ->
+//   crop (RandomResizedCrop, or a plain resize when disabled) -> horizontal flip -> pad-and-crop (RandomCrop
+//   with padding: FixMatch's weak translation) -> RandAugment (engine/data/randaugment.h) -> color jitter
+//   (with probability p; brightness, contrast, saturation and hue in a random order) -> random grayscale ->
 //   Gaussian blur -> solarization -> normalization
 // `count` repeats a spec, so multi-crop is {count: 2, size: 224} + {count: 6, size: 96}; per-view specs give
-// BYOL's asymmetric blur (1.0 / 0.1) and solarization (0.0 / 0.2) probabilities.
+// BYOL's asymmetric blur (1.0 / 0.1) and solarization (0.0 / 0.2) probabilities; FixMatch's weak and strong
+// views are two specs, the strong one adding RandAugment (fixmatch_views()).
 //
 // Randomness: every sampled parameter comes from Philox keyed by (seed, epoch, sample index, view, op):
 // key = seed; stream = 0xDA7A << 48 | epoch (24 bits) << 24 | view (16 bits) << 8 | op (8 bits); counter =
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "engine/data/dataset.h"
+#include "engine/data/randaugment.h"
 #include "kernels/cpu/augment.h"
 
 namespace siam::data {
@@ -47,12 +50,20 @@ struct SolarizeSpec {
   double p = 0.0;
   double threshold = 0.5;  // on [0, 1] values (PIL's 128 on u8 is 128/255)
 };
+struct PadCropSpec {
+  // torchvision RandomCrop(size, padding, padding_mode): pad by `padding` on every side, take a window of
+  // the view size at top, left ~ U{0 .. 2 * padding}. 0 disables.
+  int padding = 0;
+  bool reflect = true;  // padding_mode reflect; false: constant 0
+};
 struct ViewSpec {
   std::string name = "view";
   int count = 1;
   int height = 32, width = 32;
   CropSpec crop;
   double flip_p = 0.5;
+  PadCropSpec pad_crop;
+  RandAugmentSpec randaugment;
   JitterSpec jitter;
   double grayscale_p = 0.0;
   BlurSpec blur;
@@ -61,7 +72,9 @@ struct ViewSpec {
 };
 
 // Op ids, part of the random key: changing them changes every view.
-enum ViewOp : uint32_t { kOpCrop = 0, kOpFlip = 1, kOpJitter = 2, kOpGray = 3, kOpBlur = 4, kOpSolarize = 5 };
+enum ViewOp : uint32_t {
+  kOpCrop = 0, kOpFlip = 1, kOpJitter = 2, kOpGray = 3, kOpBlur = 4, kOpSolarize = 5, kOpPadCrop = 6, kOpRandAugment = 7
+};
 
 struct RandKey {
   uint64_t seed = 0;
@@ -74,6 +87,8 @@ struct RandKey {
 class OpRng {
  public:
   OpRng(const RandKey& key, uint32_t op);
+  // A raw Philox position, for randomness keyed otherwise (batch-level ops: engine/data/mixup.h).
+  OpRng(uint64_t seed, uint64_t stream, uint64_t counter) : seed_(seed), stream_(stream), counter_(counter) {}
   uint32_t next_u32();
   double uniform();                            // [0, 1), 53 random bits
   double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
@@ -96,6 +111,9 @@ kernels::cpu::CropBox sample_crop_box(int H, int W, const CropSpec& spec, OpRng&
 struct ViewParams {
   kernels::cpu::CropBox box;
   bool flip = false;
+  int pad_top = 0, pad_left = 0;  // pad_crop window offset in the padded image, each in [0, 2 * padding]
+  int ra_count = 0;               // RandAugment steps, in order
+  RandAugStep ra[kMaxRandAugSteps];
   bool jitter = false;
   int order[4] = {0, 1, 2, 3};  // 0 brightness, 1 contrast, 2 saturation, 3 hue (torch.randperm(4) order)
   float brightness = 1, contrast = 1, saturation = 1, hue = 0;
@@ -132,5 +150,8 @@ void validate(const ViewSpec& spec, int channels, const std::string& prefix);
 // Common recipes (torchvision parameters from the papers), sized for `size` x `size` views.
 ViewSpec simclr_view(int size, int channels);
 std::vector<ViewSpec> byol_views(int size, int channels);
+// FixMatch (Sohn et al. 2020): weak = flip 0.5 + RandomCrop(size, padding = int(0.125 * size), reflect) on
+// the whole image resized to size; strong = weak + RandAugment(num_ops, magnitude). Names "weak", "strong".
+std::vector<ViewSpec> fixmatch_views(int size, int num_ops = 2, int magnitude = 9);
 
 }  // namespace siam::data

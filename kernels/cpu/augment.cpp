@@ -255,4 +255,31 @@ void normalize(float* x, int C, int H, int W, const float* mean, const float* st
   }
 }
 
+void pad_crop(float* x, int C, int H, int W, int pad, int top, int left, bool reflect, float* scratch) {
+  const int dy = top - pad, dx = left - pad;  // x'[y, j] = x[y + dy, j + dx]
+  if (dy == 0 && dx == 0) return;
+  const int64_t plane = static_cast<int64_t>(H) * W;
+  for (int c = 0; c < C; ++c) {
+    float* p = x + c * plane;
+    std::copy(p, p + plane, scratch);
+    for (int y = 0; y < H; ++y) {
+      float* out = p + static_cast<int64_t>(y) * W;
+      int sy = y + dy;
+      if (sy < 0 || sy >= H) {
+        if (!reflect) {
+          std::fill(out, out + W, 0.0f);
+          continue;
+        }
+        sy = reflect_index(sy, H);
+      }
+      const float* src = scratch + static_cast<int64_t>(sy) * W;
+      for (int j = 0; j < W; ++j) {
+        const int sx = j + dx;
+        if (sx >= 0 && sx < W) out[j] = src[sx];
+        else out[j] = reflect ? src[reflect_index(sx, W)] : 0.0f;
+      }
+    }
+  }
+}
+
 }  // namespace siam::kernels::cpu

@@ -19,6 +19,9 @@
 //   gaussian_blur      separable, 1-D kernel exp(-x^2 / (2 sigma^2)) normalized over x = -(k-1)/2 .. (k-1)/2,
 //                      reflect padding (the edge pixel is not repeated)
 //   solarize           x >= t ? 1 - x : x
+//   pad_crop           RandomCrop(size, padding=p, padding_mode=reflect|constant 0) at offset (top, left) of the
+//                      padded image: x'[y, j] = x[reflect(y + top - p), reflect(j + left - p)] (0 outside for
+//                      constant); a translation by (p - top, p - left) pixels
 //   normalize          (x - mean[c]) / std[c]
 // Versions: 1 (this file): scalar loops written so GCC vectorizes the inner ones; one image per call.
 #pragma once
@@ -47,6 +50,8 @@ void gaussian_kernel1d(int ksize, float sigma, float* k);
 void gaussian_blur(float* x, int C, int H, int W, int ksize, float sigma, float* scratch);
 void solarize(float* x, int C, int H, int W, float threshold);
 void normalize(float* x, int C, int H, int W, const float* mean, const float* std);
+// top, left in [0, 2 * pad]; reflect: true for reflect padding, false for zeros. scratch: H * W floats.
+void pad_crop(float* x, int C, int H, int W, int pad, int top, int left, bool reflect, float* scratch);
 
 // torch.nn.functional.pad(mode="reflect") index for i in [-n, 2n): mirror at 0 and n - 1 without repeating
 // the edge (wraps again for offsets beyond one period, where torch would refuse).

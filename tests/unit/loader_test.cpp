@@ -187,6 +187,50 @@ TEST(Loader, ShutsDownCleanlyMidEpochAndRestartsEpochs) {
   EXPECT_THROW(idle.next(b), Error);  // no epoch started
 }
 
+TEST(Loader, ReusesReleasedBuffersWithoutChangingBatches) {
+  // The reference keeps every batch (no buffer can be reused); the consumer below copies each batch out and
+  // drops it, so the loader refills the same few buffers.
+  auto ref = run_epochs(0, 64, 4, 2);
+  for (int threads : {0, 1, 3}) {
+    data::Loader l(synthetic(64), data::ViewPipeline(two_views_plus_small(), 3),
+                   {.batch_size = 4, .shuffle = true, .drop_last = true, .seed = 5, .threads = threads, .prefetch = 2});
+    std::set<const void*> buffers;
+    size_t i = 0;
+    for (int e = 0; e < 2; ++e) {
+      l.start_epoch(e);
+      data::Batch b;
+      while (l.next(b)) {
+        buffers.insert(b.views[0].raw_data());
+        ASSERT_LT(i, ref.size());
+        EXPECT_EQ(b.indices.to_vector<int64_t>(), ref[i].indices.to_vector<int64_t>());
+        EXPECT_EQ(b.labels.to_vector<int64_t>(), ref[i].labels.to_vector<int64_t>());
+        for (size_t v = 0; v < b.views.size(); ++v)
+          ASSERT_EQ(b.views[v].to_vector<float>(), ref[i].views[v].to_vector<float>()) << threads << " batch " << i;
+        ++i;
+      }
+    }
+    EXPECT_EQ(i, ref.size());
+    // at most the prefetched batches, the one held, and one being released
+    EXPECT_LE(buffers.size(), static_cast<size_t>(2 * std::max(threads, 1) + 3)) << threads;
+    EXPECT_GT(l.batches_reused(), 0) << threads;
+    EXPECT_EQ(l.batches_reused() + l.batches_allocated(), static_cast<int64_t>(ref.size()));
+  }
+  // A batch the consumer keeps (or a view of it) is never overwritten.
+  data::Loader l(synthetic(64), data::ViewPipeline(two_views_plus_small(), 3), {.batch_size = 4, .seed = 5, .threads = 2});
+  l.start_epoch(0);
+  data::Batch first;
+  ASSERT_TRUE(l.next(first));
+  Tensor kept = first.views[1].narrow(0, 1, 2);  // a view: keeps the storage alive
+  const auto snapshot = kept.to_vector<float>();
+  const void* base = first.views[1].raw_data();
+  first = data::Batch();
+  data::Batch b;
+  std::set<const void*> later;
+  while (l.next(b)) later.insert(b.views[1].raw_data());
+  EXPECT_EQ(kept.to_vector<float>(), snapshot);
+  EXPECT_EQ(later.count(base), 0u);
+}
+
 TEST(Loader, BadOptions) {
   auto views = data::ViewPipeline({data::simclr_view(8, 3)}, 3);
   EXPECT_THROW(data::Loader(synthetic(8), views, {.batch_size = 0}), Error);
