@@ -13,6 +13,7 @@
 
 #include "apps/commands.h"
 #include "engine/data/config.h"
+#include "engine/data/randaugment.h"
 #include "engine/data/views.h"
 
 namespace siam::app {
@@ -38,6 +39,16 @@ std::string params_str(const data::ViewSpec& spec, const data::ViewParams& p) {
   int n = std::snprintf(buf, sizeof buf, "crop(t%d l%d h%d w%d)", p.box.top, p.box.left, p.box.height, p.box.width);
   std::string s(buf, static_cast<size_t>(n));
   if (p.flip) s += " flip";
+  if (spec.pad_crop.padding > 0) {
+    n = std::snprintf(buf, sizeof buf, " pad_crop(t%d l%d)", p.pad_top, p.pad_left);
+    s.append(buf, static_cast<size_t>(n));
+  }
+  for (int i = 0; i < p.ra_count; ++i) {
+    n = std::snprintf(buf, sizeof buf, "%s%s%+.3g", i == 0 ? " randaug(" : " ", data::randaug_op_name(p.ra[i].op),
+                      p.ra[i].magnitude);
+    s.append(buf, static_cast<size_t>(n));
+    if (i + 1 == p.ra_count) s += ")";
+  }
   if (p.jitter) {
     s += " jitter(";
     const char* names[4] = {"b", "c", "s", "h"};

@@ -8,11 +8,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/unit/test_util.h"
 #include "engine/data/config.h"
 #include "engine/data/dataset.h"
 
 namespace siam {
 namespace {
+
+using test::error_of;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
@@ -29,14 +32,6 @@ void write_bytes(const fs::path& p, const std::vector<uint8_t>& b) {
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no siam::Error thrown>";
-}
 
 data::Image pattern(int h, int w, int c, int base) {
   data::Image img(h, w, c);
