@@ -203,6 +203,40 @@ void BM_exp_cpu(benchmark::State& st) {
 }
 BENCHMARK(BM_exp_cpu)->Apply(ew_args);
 
+// The other exp-based activations (f32 through kernels/common/fastmath.h; gelu's erf stays libm's).
+void BM_sigmoid_cpu(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Tensor x = siam::randn({n});  // (n)
+  for (auto _ : st) {
+    Tensor y = siam::sigmoid(x);
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_bytes(st, 2.0 * n * kF32, 2.0 * n * kF32);
+}
+BENCHMARK(BM_sigmoid_cpu)->Apply(ew_args);
+
+void BM_tanh_cpu(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Tensor x = siam::randn({n});  // (n)
+  for (auto _ : st) {
+    Tensor y = siam::tanh(x);
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_bytes(st, 2.0 * n * kF32, 2.0 * n * kF32);
+}
+BENCHMARK(BM_tanh_cpu)->Apply(ew_args);
+
+void BM_gelu_cpu(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Tensor x = siam::randn({n});  // (n)
+  for (auto _ : st) {
+    Tensor y = siam::gelu(x);
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_bytes(st, 2.0 * n * kF32, 2.0 * n * kF32);
+}
+BENCHMARK(BM_gelu_cpu)->Apply(ew_args);
+
 // ---- reductions over (4096, 4096) ------------------------------------------------------------------
 void red_args(benchmark::internal::Benchmark* b) {
   b->Args({4096, 4096})->ArgNames({"rows", "cols"})->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMicrosecond);
@@ -275,5 +309,16 @@ void BM_log_softmax_cpu(benchmark::State& st) {
   set_bytes(st, 2.0 * r * c * kF32, 2.0 * r * c * kF32);
 }
 BENCHMARK(BM_log_softmax_cpu)->Apply(sm_args);
+
+void BM_logsumexp_cpu(benchmark::State& st) {
+  const int64_t r = st.range(0), c = st.range(1);
+  Tensor x = siam::randn({r, c});  // (r, c)
+  for (auto _ : st) {
+    Tensor y = siam::logsumexp(x, -1);  // (r)
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  set_bytes(st, double(r * c + r) * kF32, double(r * c + r) * kF32);
+}
+BENCHMARK(BM_logsumexp_cpu)->Apply(sm_args);
 
 }  // namespace

@@ -1,33 +1,50 @@
 #include "kernels/cpu/elementwise.h"
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/common/fastmath.h"
 #include "kernels/cpu/strided.h"
 
 namespace siam::kernels::cpu {
 
 namespace {
 
+// f32 exp, sigmoid and tanh use the branch-free approximations of kernels/common/fastmath.h (<= 1.03 ulp for
+// exp), which GCC vectorizes; f64 keeps libm (the f64 paths back the finite-difference gradient checks).
+template <class T> inline T exp_t(T x) {
+  if constexpr (std::is_same_v<T, float>) return fastmath::exp_f32(x);
+  else return std::exp(x);
+}
+template <class T> inline T sigmoid_t(T x) {
+  if constexpr (std::is_same_v<T, float>) return fastmath::sigmoid_f32(x);
+  else return T(1) / (T(1) + std::exp(-x));
+}
+template <class T> inline T tanh_t(T x) {
+  if constexpr (std::is_same_v<T, float>) return fastmath::tanh_f32(x);
+  else return std::tanh(x);
+}
+
 template <class T> inline T gelu_f(T x) { return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440))); }
 template <class T> inline T gelu_d(T x) {
   T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
-  T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+  T pdf = exp_t(T(-0.5) * x * x) * T(0.39894228040143267794);
   return cdf + x * pdf;
 }
 
 template <class T, UnaryOp OP>
 inline T unary_f(T x, T p0, T p1) {
   if constexpr (OP == UnaryOp::neg) return -x;
-  if constexpr (OP == UnaryOp::exp) return std::exp(x);
+  if constexpr (OP == UnaryOp::exp) return exp_t(x);
   if constexpr (OP == UnaryOp::log) return std::log(x);
   if constexpr (OP == UnaryOp::sqrt) return std::sqrt(x);
   if constexpr (OP == UnaryOp::rsqrt) return T(1) / std::sqrt(x);
   if constexpr (OP == UnaryOp::abs) return std::abs(x);
   if constexpr (OP == UnaryOp::relu) return x > T(0) ? x : T(0);
   if constexpr (OP == UnaryOp::gelu) return gelu_f(x);
-  if constexpr (OP == UnaryOp::sigmoid) return T(1) / (T(1) + std::exp(-x));
-  if constexpr (OP == UnaryOp::tanh) return std::tanh(x);
+  if constexpr (OP == UnaryOp::sigmoid) return sigmoid_t(x);
+  if constexpr (OP == UnaryOp::tanh) return tanh_t(x);
   if constexpr (OP == UnaryOp::sign) return T((x > T(0)) - (x < T(0)));
   if constexpr (OP == UnaryOp::add_scalar) return x + p0;
   if constexpr (OP == UnaryOp::mul_scalar) return x * p0;
@@ -103,8 +120,14 @@ void unary(UnaryOp op, int64_t n, const T* x, T* y, double p0d, double p1d) {
   const T p0 = static_cast<T>(p0d), p1 = static_cast<T>(p1d);
   dispatch_unary(op, [&](auto opc) {
     constexpr UnaryOp OP = decltype(opc)::value;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) y[i] = unary_f<T, OP>(x[i], p0, p1);
+    // Plain locals, not the lambda's captures: the OpenMP region would read captures through the closure,
+    // and since a store to y[i] may alias a captured float, GCC reloads them each iteration and gives up
+    // vectorizing. Read-only locals go into the region by value.
+    const int64_t nn = n;
+    const T *xs = x, a0 = p0, a1 = p1;
+    T* ys = y;
+#pragma omp parallel for simd schedule(static) if (nn >= kParallelMin)
+    for (int64_t i = 0; i < nn; ++i) ys[i] = unary_f<T, OP>(xs[i], a0, a1);
   });
 }
 
@@ -113,8 +136,16 @@ void unary_backward(UnaryOp op, int64_t n, const T* g, const T* x, const T* y, T
   const T p0 = static_cast<T>(p0d), p1 = static_cast<T>(p1d);
   dispatch_unary(op, [&](auto opc) {
     constexpr UnaryOp OP = decltype(opc)::value;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) gx[i] = g[i] * unary_d<T, OP>(x[i], y ? y[i] : T(0), p0, p1);
+    const int64_t nn = n;  // locals, not captures: see unary()
+    const T *gs = g, *xs = x, *ysrc = y, a0 = p0, a1 = p1;
+    T* gxs = gx;
+    if (ysrc) {
+#pragma omp parallel for simd schedule(static) if (nn >= kParallelMin)
+      for (int64_t i = 0; i < nn; ++i) gxs[i] = gs[i] * unary_d<T, OP>(xs[i], ysrc[i], a0, a1);
+    } else {
+#pragma omp parallel for simd schedule(static) if (nn >= kParallelMin)
+      for (int64_t i = 0; i < nn; ++i) gxs[i] = gs[i] * unary_d<T, OP>(xs[i], T(0), a0, a1);
+    }
   });
 }
 
