@@ -9,7 +9,7 @@ namespace siam {
 
 struct OpInfo {
   std::string_view name;   // matches the front-end function (and the sample registry in tests)
-  std::string_view group;  // elementwise, reduce, linalg, conv, norm, pool, loss, index, shape, random, factory
+  std::string_view group;  // elementwise, reduce, linalg, conv, norm, pool, loss, siamese, index, shape, random, factory
   bool differentiable;     // has a backward; needs a finite-difference gradient check
   bool cuda;               // has a CUDA kernel; needs a CUDA-vs-CPU parity test
 };
