@@ -5,7 +5,9 @@
 #     Builds build-gpu/ (SIAM_CUDA=ON, portable -march=x86-64-v3, Release, SIAM_STATIC_DEPS=ON: libstdc++,
 #     libgcc, libgomp, OpenBLAS and gtest inside the binaries) and packs every test binary, siam_bench and
 #     siam, stripped, with the shared non-NVIDIA, non-glibc libraries they still need in lib/ (run path
-#     $ORIGIN/lib; today only Debian's libbenchmark, which has no static build), into
+#     $ORIGIN/lib; today Debian's libbenchmark and, when oneDNN is found, libdnnl.so.2 with the libgomp.so.1
+#     and libOpenCL.so.1 it needs: Debian ships neither as a static library, and with oneDNN the binaries link
+#     libgomp shared so that one OpenMP runtime serves both; ~7 MiB more compressed), into
 #     DIR/siam_gpu.tar.xz (the binaries share ~25 MiB of static OpenBLAS: xz with a 64 MiB window stores it
 #     about once), plus DIR/MANIFEST.txt. NVIDIA libraries (cudart, cuBLAS, cuDNN, NCCL) stay dynamic.
 #
@@ -46,8 +48,9 @@ bundle() {
   done
   ((${#bins[@]})) || die "no binaries found in $build"
 
-  # Shared libraries still needed, less glibc (always there) and the NVIDIA libraries (found at run time),
-  # and libstdc++/libgcc_s, needed only by the copied libraries and present wherever python3 is.
+  # Shared libraries still needed (libbenchmark; libdnnl.so.2, libgomp.so.1, libOpenCL.so.1 with oneDNN), less
+  # glibc (always there) and the NVIDIA libraries (found at run time), and libstdc++/libgcc_s, needed only by
+  # the copied libraries and present wherever python3 is.
   local skip='^(linux-vdso|ld-linux|libc|libm|libdl|libpthread|librt|libutil|libresolv|libstdc\+\+|libgcc_s|'
   skip+='libcuda|libcudart|libcublas|libcublasLt|libcudnn.*|libnccl|libnvrtc.*|libnvJitLink|libcufft|libcurand|'
   skip+='libcusolver|libcusparse|libnvToolsExt)\.so'

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(
   build-essential cmake pkg-config
   libopenblas-openmp-dev   # BLAS (sgemm/dgemm), OpenMP-threaded so it shares the OpenMP pool with our loops
+  libdnnl-dev              # oneDNN: f32 CPU convolutions (JIT direct convs); optional, im2col + BLAS without it
   libomp-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist    # the default dataset: /usr/share/datasets/fashion-mnist

@@ -9,6 +9,9 @@ with FLOPs counted as in bench_conv.cpp (forward 2*N*Cout*OH*OW*Cin*k*k, backwar
 docs/PERF.md from siam_bench --benchmark_format=json outputs and this script's --json outputs (median run per shape; --stat best for the best).
 --siam-bench build/bench/siam_bench --rounds 5 alternates siam_bench and PyTorch shape by shape (same machine load
 for both) and prints that table; set OMP_NUM_THREADS to --threads for siam.
+siam's columns are BM_conv2d_cpu / BM_conv2d_bwd_cpu (the path siam::conv2d dispatches to: oneDNN when built with
+it); when the JSON also holds BM_conv2d_im2col_cpu / BM_conv2d_bwd_im2col_cpu (always run by --siam-bench unless
+--no-im2col), two more columns give the im2col + OpenBLAS path's fwd+bwd GFLOP/s and its ratio to PyTorch.
 """
 import argparse
 import json
@@ -106,10 +109,12 @@ def load_best(paths, kind, stat="median"):
                 if b.get("run_type", "iteration") != "iteration":
                     continue  # skip mean/median/stddev aggregates of --benchmark_repetitions
                 parts = b["name"].split("/")
-                if parts[0] not in ("BM_conv2d_cpu", "BM_conv2d_bwd_cpu"):
+                fields = {"BM_conv2d_cpu": "fwd", "BM_conv2d_bwd_cpu": "bwd",
+                          "BM_conv2d_im2col_cpu": "im2col_fwd", "BM_conv2d_bwd_im2col_cpu": "im2col_bwd"}
+                if parts[0] not in fields:
                     continue
                 key = tuple(int(x) for x in parts[1:8])
-                field = "fwd" if parts[0] == "BM_conv2d_cpu" else "bwd"
+                field = fields[parts[0]]
                 ms = b["real_time"] * {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[b["time_unit"]]
                 runs.setdefault(key, {}).setdefault(field + "_ms", []).append(ms)
         else:
@@ -119,8 +124,9 @@ def load_best(paths, kind, stat="median"):
                     e.setdefault(field, []).append(r[field])
     out = {}
     for key, e in runs.items():
-        if kind == "siam" and "fwd_ms" in e and "bwd_ms" in e:
-            e["fwd_bwd_ms"] = [f + b for f, b in zip(e["fwd_ms"], e["bwd_ms"])]
+        for pre in ("", "im2col_"):
+            if kind == "siam" and pre + "fwd_ms" in e and pre + "bwd_ms" in e:
+                e[pre + "fwd_bwd_ms"] = [f + b for f, b in zip(e[pre + "fwd_ms"], e[pre + "bwd_ms"])]
         red = {}
         for field, v in e.items():
             v = sorted(v)
@@ -132,10 +138,12 @@ def load_best(paths, kind, stat="median"):
 def print_table(siam_paths, torch_paths, stat="median"):
     """Markdown table: GFLOP/s of siam and PyTorch per shape and direction, ratio siam / torch."""
     siam, torch_ = load_best(siam_paths, "siam", stat), load_best(torch_paths, "torch", stat)
+    im2col = any("im2col_fwd_bwd_ms" in v for v in siam.values())
     print("(%s of %d siam runs and %d PyTorch runs per shape)" % (stat, len(siam_paths), len(torch_paths)))
-    print("| shape | fwd siam | fwd torch | ratio | bwd siam | bwd torch | ratio | fwd+bwd siam | fwd+bwd torch | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    tot = {"siam": 0.0, "torch": 0.0}
+    print("| shape | fwd siam | fwd torch | ratio | bwd siam | bwd torch | ratio | fwd+bwd siam | fwd+bwd torch | ratio |"
+          + (" fwd+bwd im2col | ratio |" if im2col else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if im2col else ""))
+    tot = {"siam": 0.0, "torch": 0.0, "im2col": 0.0}
     for s in stem_shapes():
         if s not in siam or s not in torch_:
             continue
@@ -146,15 +154,21 @@ def print_table(siam_paths, torch_paths, stat="median"):
         for field, mult in (("fwd_ms", 1), ("bwd_ms", 2), ("fwd_bwd_ms", 3)):
             a, b = siam[s][field], torch_[s][field]
             row += ["%.1f" % (mult * fl / a / 1e6), "%.1f" % (mult * fl / b / 1e6), "%.2f" % (b / a)]
+        if im2col:
+            a = siam[s].get("im2col_fwd_bwd_ms")
+            row += ["%.1f" % (3 * fl / a / 1e6), "%.2f" % (torch_[s]["fwd_bwd_ms"] / a)] if a else ["-", "-"]
+            tot["im2col"] += a or 0.0
         tot["siam"] += siam[s]["fwd_bwd_ms"]
         tot["torch"] += torch_[s]["fwd_bwd_ms"]
         print("| " + " | ".join(row) + " |")
     print()
     print("Sum of fwd+bwd times over these shapes: siam %.0f ms, torch %.0f ms (ratio torch/siam %.2f)"
-          % (tot["siam"], tot["torch"], tot["torch"] / max(tot["siam"], 1e-9)))
+          % (tot["siam"], tot["torch"], tot["torch"] / max(tot["siam"], 1e-9))
+          + ("; siam im2col %.0f ms (ratio torch/im2col %.2f)" % (tot["im2col"], tot["torch"] / max(tot["im2col"], 1e-9))
+             if im2col else ""))
 
 
-def interleaved(siam_bench, rounds, min_time, out_prefix, stat):
+def interleaved(siam_bench, rounds, min_time, out_prefix, stat, im2col=True):
     """Alternates siam_bench and PyTorch shape by shape, `rounds` times, so both see the same machine load;
     writes out_prefix + siam_<r>.json / torch_<r>.json and prints the table (median run per shape; --stat best for the best)."""
     import os
@@ -165,7 +179,7 @@ def interleaved(siam_bench, rounds, min_time, out_prefix, stat):
         tj = {"conv": [], "gemm": []}
         for s in stem_shapes():
             args = "/".join(str(v) for v in s)
-            flt = "^BM_conv2d_(bwd_)?cpu/%s/" % args
+            flt = ("^BM_conv2d_(bwd_)?(im2col_)?cpu/%s/" if im2col else "^BM_conv2d_(bwd_)?cpu/%s/") % args
             out = subprocess.run([siam_bench, "--benchmark_filter=" + flt, "--benchmark_format=json"],
                                  check=True, capture_output=True, text=True).stdout
             sj["benchmarks"] += json.loads(out)["benchmarks"]
@@ -188,6 +202,8 @@ def main():
     ap.add_argument("--siam-bench", default="",
                     help="path of siam_bench: alternate siam and torch shape by shape (--rounds times) and print the table")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-im2col", action="store_true",
+                    help="with --siam-bench: skip the explicit im2col + OpenBLAS benchmarks (BM_conv2d_*im2col_cpu)")
     ap.add_argument("--stat", choices=("median", "best"), default="median", help="how --table combines runs")
     ap.add_argument("--out-prefix", default="/tmp/conv_cmp_")
     ap.add_argument("--threads", type=int, default=2)
@@ -200,7 +216,7 @@ def main():
         return
     if a.siam_bench:
         torch.set_num_threads(a.threads)
-        interleaved(a.siam_bench, a.rounds, a.min_time, a.out_prefix, a.stat)
+        interleaved(a.siam_bench, a.rounds, a.min_time, a.out_prefix, a.stat, not a.no_im2col)
         return
     torch.set_num_threads(a.threads)
     print("torch %s, threads %d, mkldnn %s" % (torch.__version__, torch.get_num_threads(),

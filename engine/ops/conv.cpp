@@ -1,9 +1,15 @@
-// Front-end of conv2d: validate, dispatch to kernels/cpu/conv2d (im2col + GEMM), record backward.
+// Front-end of conv2d: validate, dispatch, record backward. f32 runs through oneDNN when siam is built with it
+// (kernels/cpu/conv2d_onednn; except strided 1x1 and single-channel-input convs, see conv2d_onednn_preferred),
+// otherwise, and for f64 (gradient checks), through kernels/cpu/conv2d (im2col + GEMM). docs/DECISIONS.md has
+// the why.
 #include "engine/ops/conv.h"
+
+#include <type_traits>
 
 #include "engine/autograd/node.h"
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/conv2d.h"
+#include "kernels/cpu/conv2d_onednn.h"
 
 namespace siam {
 
@@ -53,6 +59,25 @@ kernels::cpu::Conv2dGeom conv_geom(const Tensor& x, const Tensor& w, const Tenso
   return g;
 }
 
+template <class T> void forward(const kernels::cpu::Conv2dGeom& g, const T* x, const T* w, const T* b, T* y) {
+#ifdef SIAM_WITH_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (kernels::cpu::conv2d_onednn_preferred(g)) return kernels::cpu::conv2d_forward_onednn(g, x, w, b, y);
+  }
+#endif
+  kernels::cpu::conv2d_forward<T>(g, x, w, b, y);
+}
+
+template <class T>
+void backward(const kernels::cpu::Conv2dGeom& g, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+#ifdef SIAM_WITH_ONEDNN
+  if constexpr (std::is_same_v<T, float>) {
+    if (kernels::cpu::conv2d_onednn_preferred(g)) return kernels::cpu::conv2d_backward_onednn(g, x, w, gy, gx, gw, gb);
+  }
+#endif
+  kernels::cpu::conv2d_backward<T>(g, x, w, gy, gx, gw, gb);
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
@@ -60,10 +85,9 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
   Tensor bc = b.defined() ? b.detach().contiguous() : Tensor();
   Tensor y = empty({g.N, g.K, g.OH, g.OW}, x.options());
-  SIAM_DISPATCH_FLOAT(
-      x.dtype(), "conv2d",
-      kernels::cpu::conv2d_forward<scalar_t>(g, xc.data<scalar_t>(), wc.data<scalar_t>(),
-                                             bc.defined() ? bc.data<scalar_t>() : nullptr, y.data<scalar_t>()));
+  SIAM_DISPATCH_FLOAT(x.dtype(), "conv2d",
+                      forward<scalar_t>(g, xc.data<scalar_t>(), wc.data<scalar_t>(),
+                                        bc.defined() ? bc.data<scalar_t>() : nullptr, y.data<scalar_t>()));
   if (autograd::needs_grad({x, w, b})) {
     // Backward needs x only for the weight gradient and w only for the input gradient.
     Tensor xs = w.requires_grad() ? xc : Tensor();
@@ -75,11 +99,11 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dPar
       if (ngx) gx = empty({g.N, g.C, g.H, g.W}, gyc.options());
       if (ngw) gw = empty({g.K, g.C / g.groups, g.R, g.S}, gyc.options());
       if (ngb) gb = empty({g.K}, gyc.options());
-      SIAM_DISPATCH_FLOAT(gyc.dtype(), "conv2d",
-                          kernels::cpu::conv2d_backward<scalar_t>(
-                              g, ngw ? xs.data<scalar_t>() : nullptr, ngx ? ws.data<scalar_t>() : nullptr,
-                              gyc.data<scalar_t>(), ngx ? gx.data<scalar_t>() : nullptr,
-                              ngw ? gw.data<scalar_t>() : nullptr, ngb ? gb.data<scalar_t>() : nullptr));
+      SIAM_DISPATCH_FLOAT(
+          gyc.dtype(), "conv2d",
+          backward<scalar_t>(g, ngw ? xs.data<scalar_t>() : nullptr, ngx ? ws.data<scalar_t>() : nullptr,
+                             gyc.data<scalar_t>(), ngx ? gx.data<scalar_t>() : nullptr,
+                             ngw ? gw.data<scalar_t>() : nullptr, ngb ? gb.data<scalar_t>() : nullptr));
       return std::vector<Tensor>{gx, gw, gb};
     });
   }
