@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "apps/options.h"
 #include "engine/core/blas.h"
 #include "engine/core/random.h"
 #include "engine/data/idx.h"
@@ -44,42 +45,6 @@ const char* kUsage =
     "  info     --model resnet18|34|50|101|152 [--width W --stem imagenet|cifar --in-ch C --size S --classes K]:\n"
     "           parameter count and forward FLOPs (2 per multiply-add of conv/linear layers) at S x S\n"
     "  version  print the version\n";
-
-struct Args {
-  std::map<std::string, std::string> kv;
-  std::string get(const std::string& k, const std::string& def) const {
-    auto it = kv.find(k);
-    return it == kv.end() ? def : it->second;
-  }
-  double num(const std::string& k, double def) const {
-    auto it = kv.find(k);
-    if (it == kv.end()) return def;
-    char* end = nullptr;
-    double v = std::strtod(it->second.c_str(), &end);
-    SIAM_CHECK(end && *end == '\0' && !it->second.empty(), "option --", k, ": '", it->second, "' is not a number");
-    return v;
-  }
-};
-
-Args parse(int argc, char** argv, int first, const std::vector<std::string>& known) {
-  Args a;
-  for (int i = first; i < argc; ++i) {
-    std::string s = argv[i];
-    SIAM_CHECK(s.rfind("--", 0) == 0, "unexpected argument '", s, "' (options look like --name value)");
-    std::string key = s.substr(2), val;
-    auto eq = key.find('=');
-    if (eq != std::string::npos) {
-      val = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else {
-      SIAM_CHECK(i + 1 < argc, "option --", key, " needs a value");
-      val = argv[++i];
-    }
-    SIAM_CHECK(std::find(known.begin(), known.end(), key) != known.end(), "unknown option --", key, "\n", kUsage);
-    a.kv[key] = val;
-  }
-  return a;
-}
 
 // (N, 28, 28) u8 -> (N, 784) f32, scaled to [0, 1] and standardized with Fashion-MNIST's mean and std.
 Tensor to_features(const Tensor& images, int64_t limit) {
@@ -114,16 +79,22 @@ double accuracy(nn::Module& model, const Tensor& x, const Tensor& y) {
   return static_cast<double>(correct) / static_cast<double>(x.size(0));
 }
 
-int demo(const Args& a) {
-  const std::string root = a.get("data", "/usr/share/datasets/fashion-mnist");
-  const int epochs = static_cast<int>(a.num("epochs", 3));
-  const int64_t batch = static_cast<int64_t>(a.num("batch-size", 128));
-  const double lr = a.num("lr", 0.1);
-  const int64_t hidden = static_cast<int64_t>(a.num("hidden", 256));
-  const int64_t limit = static_cast<int64_t>(a.num("limit", 0));
-  const uint64_t seed = static_cast<uint64_t>(a.num("seed", 0));
-  const int threads = static_cast<int>(a.num("threads", 0));
-  SIAM_CHECK(epochs > 0 && batch > 0 && hidden > 0 && lr > 0, "demo: epochs, batch-size, hidden and lr must be positive");
+int demo(int argc, char** argv) {
+  const app::Options a(argc, argv, 2, {"data", "epochs", "batch-size", "lr", "hidden", "limit", "threads", "seed"},
+                       kUsage);
+  if (a.help()) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  const std::string root = a.str("data", "/usr/share/datasets/fashion-mnist");
+  const int epochs = static_cast<int>(a.number("epochs", 3));
+  const int64_t batch = static_cast<int64_t>(a.number("batch-size", 128));
+  const double lr = a.number("lr", 0.1);
+  const int64_t hidden = static_cast<int64_t>(a.number("hidden", 256));
+  const int64_t limit = static_cast<int64_t>(a.number("limit", 0));
+  const uint64_t seed = static_cast<uint64_t>(a.number("seed", 0));
+  const int threads = static_cast<int>(a.number("threads", 0));
+  SIAM_CHECK(epochs > 0 && batch > 0 && hidden > 0 && lr > 0, "epochs, batch-size, hidden and lr must be positive");
   if (threads > 0) omp_set_num_threads(threads);
   manual_seed(seed);
 
@@ -133,7 +104,7 @@ int demo(const Args& a) {
   Tensor yte = data::read_idx(data::idx_path(root, "test", true)).to(DType::i64);
   const int64_t n = xtr.size(0);
   const std::vector<int64_t> labels = ytr.to_vector<int64_t>();
-  SIAM_CHECK(n >= batch, "demo: only ", n, " training images for a batch of ", batch);
+  SIAM_CHECK(n >= batch, "only ", n, " training images for a batch of ", batch);
   std::printf("siam demo: MLP 784-%lld-%lld-10 on %s (%lld train, %lld test images), %d threads\n",
               static_cast<long long>(hidden), static_cast<long long>(hidden), root.c_str(), static_cast<long long>(n),
               static_cast<long long>(xte.size(0)), omp_get_max_threads());
@@ -166,7 +137,7 @@ int demo(const Args& a) {
       loss.backward();
       opt.step();
       double l = loss.item();
-      SIAM_CHECK(std::isfinite(l), "demo: loss became ", l, " at step ", step);
+      SIAM_CHECK(std::isfinite(l), "loss became ", l, " at step ", step);
       loss_sum += l;
     }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -203,7 +174,7 @@ int main(int argc, char** argv) {
     if (cmd == "show-views") return siam::app::show_views(argc, argv);
     if (cmd == "info") return siam::app::info(argc, argv);
     if (cmd == "demo")
-      return demo(parse(argc, argv, 2, {"data", "epochs", "batch-size", "lr", "hidden", "limit", "threads", "seed"}));
+      return demo(argc, argv);
     std::fprintf(stderr, "siam: unknown command '%s'\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const siam::Error& e) {

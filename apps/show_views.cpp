@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "apps/options.h"
 #include "engine/data/config.h"
 #include "engine/data/randaugment.h"
 #include "engine/data/views.h"
@@ -24,15 +25,6 @@ const char* kShowViewsUsage =
     "usage: siam show-views --config FILE --out views.png [--rows N (8)] [--seed S (0)] [--epoch E (0)]\n"
     "                       [--scale K (0: pick so a cell is at least 96 pixels)]\n";
 
-int64_t int_option(const std::map<std::string, std::string>& kv, const std::string& key, int64_t def) {
-  auto it = kv.find(key);
-  if (it == kv.end()) return def;
-  char* end = nullptr;
-  long long v = std::strtoll(it->second.c_str(), &end, 10);
-  SIAM_CHECK(end && *end == '\0' && !it->second.empty() && v >= 0, "show-views: --", key, " '", it->second,
-             "' is not a non-negative integer");
-  return v;
-}
 
 std::string params_str(const data::ViewSpec& spec, const data::ViewParams& p) {
   char buf[256];
@@ -75,36 +67,19 @@ std::string params_str(const data::ViewSpec& spec, const data::ViewParams& p) {
 }  // namespace
 
 int show_views(int argc, char** argv) {
-  std::map<std::string, std::string> kv;
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::fputs(kShowViewsUsage, stdout);
-      return 0;
-    }
-    SIAM_CHECK(a.rfind("--", 0) == 0, "show-views: unexpected argument '", a, "'\n", kShowViewsUsage);
-    std::string key = a.substr(2), val;
-    if (auto eq = key.find('='); eq != std::string::npos) {
-      val = key.substr(eq + 1);
-      key = key.substr(0, eq);
-    } else {
-      SIAM_CHECK(i + 1 < argc, "show-views: option --", key, " needs a value");
-      val = argv[++i];
-    }
-    static const char* known[] = {"config", "out", "rows", "seed", "epoch", "scale"};
-    SIAM_CHECK(std::find(std::begin(known), std::end(known), key) != std::end(known), "show-views: unknown option --",
-               key, "\n", kShowViewsUsage);
-    kv[key] = val;
+  Options opt(argc, argv, 2, {"config", "out", "rows", "seed", "epoch", "scale"}, kShowViewsUsage);
+  if (opt.help()) {
+    std::fputs(kShowViewsUsage, stdout);
+    return 0;
   }
-  SIAM_CHECK(kv.count("config"), "show-views: --config FILE is required\n", kShowViewsUsage);
-  SIAM_CHECK(kv.count("out"), "show-views: --out FILE.png is required\n", kShowViewsUsage);
-  const int64_t rows = int_option(kv, "rows", 8);
-  const uint64_t seed = static_cast<uint64_t>(int_option(kv, "seed", 0));
-  const uint64_t epoch = static_cast<uint64_t>(int_option(kv, "epoch", 0));
-  int64_t scale = int_option(kv, "scale", 0);
-  SIAM_CHECK(rows >= 1 && rows <= 256, "show-views: --rows must be in [1, 256], got ", rows);
+  const std::string config_path = opt.required("config", "FILE"), out_path = opt.required("out", "FILE.png");
+  const int64_t rows = opt.integer("rows", 8);
+  const uint64_t seed = static_cast<uint64_t>(opt.integer("seed", 0));
+  const uint64_t epoch = static_cast<uint64_t>(opt.integer("epoch", 0));
+  int64_t scale = opt.integer("scale", 0);
+  SIAM_CHECK(rows >= 1 && rows <= 256, "--rows must be in [1, 256], got ", rows);
 
-  data::ViewsConfig cfg = data::load_views_config(kv["config"]);
+  data::ViewsConfig cfg = data::load_views_config(config_path);
   std::shared_ptr<data::Dataset> ds = data::make_dataset(cfg.data);
   data::ViewPipeline pipe(cfg.views, ds->channels());
   const int C = ds->channels(), V = pipe.num_views();
@@ -150,12 +125,12 @@ int show_views(int argc, char** argv) {
     grid.push_back(std::move(row));
   }
   if (scale == 0) scale = std::max<int64_t>(1, (96 + std::min(cell_h, cell_w) - 1) / std::min(cell_h, cell_w));
-  SIAM_CHECK(scale <= 64, "show-views: --scale must be at most 64, got ", scale);
+  SIAM_CHECK(scale <= 64, "--scale must be at most 64, got ", scale);
   const int k = static_cast<int>(scale), gap = 4;
   const int cols = V + 1;
   const int64_t out_w = static_cast<int64_t>(cols) * (cell_w * k + gap) + gap;
   const int64_t out_h = n_rows * (cell_h * k + gap) + gap;
-  SIAM_CHECK(out_w * out_h <= 64ll << 20, "show-views: the grid would be ", out_w, "x", out_h, " pixels; use a smaller --scale or --rows");
+  SIAM_CHECK(out_w * out_h <= 64ll << 20, "the grid would be ", out_w, "x", out_h, " pixels; use a smaller --scale or --rows");
   const int oc = C == 4 ? 4 : C;
   data::Image out(static_cast<int>(out_h), static_cast<int>(out_w), oc);
   std::fill(out.data.begin(), out.data.end(), static_cast<uint8_t>(48));
@@ -172,8 +147,8 @@ int show_views(int argc, char** argv) {
                 static_cast<uint8_t>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255.0f));
           }
     }
-  data::write_png(kv["out"], out);
-  std::printf("wrote %s: %lld rows x %d columns (source + %d views), cells %dx%d at %dx\n", kv["out"].c_str(),
+  data::write_png(out_path, out);
+  std::printf("wrote %s: %lld rows x %d columns (source + %d views), cells %dx%d at %dx\n", out_path.c_str(),
               static_cast<long long>(n_rows), cols, V, cell_h, cell_w, k);
   return 0;
 }
