@@ -37,8 +37,8 @@ struct InfonceArgs {
   double temperature = 0.1;
 };
 
-constexpr int64_t kInfonceTileRows = 64;
-constexpr int64_t kInfonceTileCols = 512;
+constexpr int64_t kInfonceTileRows = 256;
+constexpr int64_t kInfonceTileCols = 256;
 
 // Elements of T the tiled kernel allocates as scratch with `threads` OpenMP threads (excluding lse and the
 // caller's inputs/outputs): threads * kInfonceTileRows * min(kInfonceTileCols, cols) plus M per-row losses.
