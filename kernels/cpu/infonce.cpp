@@ -4,38 +4,21 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>
 
+#include "kernels/common/fastmath.h"
 #include "kernels/cpu/gemm.h"
 
 namespace siam::kernels::cpu {
 
 namespace {
 
-// e^x for f32 without a library call, so `omp simd` loops vectorize: Cody-Waite reduction x = n ln2 + r and
-// Cephes' degree-5 polynomial for e^r (about 1 ulp). Inputs are clamped to [-87, 88]: below -87 the result is
-// e^-87 (1.6e-38) instead of a subnormal or 0, harmless where it is added to sums of at least 1 (the kernels
-// only exponentiate x - max <= 0 or S - lse <= 0). -inf gives 1.6e-38, never NaN.
-inline float exp_f32(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  const float y = p * r * r + r + 1.0f;
-  const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
-  return y * std::bit_cast<float>(e);
-}
-inline float exp_t(float x) { return exp_f32(x); }
+// f32 e^x without a library call (kernels/common/fastmath.h, within about 1 ulp), so the `omp simd` loops
+// over logits vectorize; f64 keeps std::exp for the gradient checks.
+inline float exp_t(float x) { return fastmath::exp_f32(x); }
 inline double exp_t(double x) { return std::exp(x); }
 
 template <class T>
