@@ -16,32 +16,11 @@
 // Special values: NaN -> NaN, +inf -> +inf, -inf -> 0. Assumes round-to-nearest (the default FP mode).
 #pragma once
 #include <cstdint>
-#if !defined(__CUDA_ARCH__)
-#include <cstring>
-#endif
 
+#include "kernels/common/bits.h"
 #include "kernels/common/macros.h"
 
 namespace siam::fastmath {
-
-SIAM_HD_INLINE uint32_t f32_bits(float x) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-#endif
-}
-SIAM_HD_INLINE float f32_from_bits(uint32_t u) {
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-#endif
-}
 
 SIAM_HD_INLINE float exp_f32(float x) {
   // Clamp (selects, NaN passes through both): beyond these bounds the result is already inf or 0 and n stays
