@@ -13,6 +13,8 @@ PKGS=(
   dataset-fashion-mnist    # the default dataset: /usr/share/datasets/fashion-mnist
   libyaml-cpp-dev          # YAML configs (view pipelines, recipes)
   libstb-dev               # reference copy of stb_image(_write).h; the build uses third_party/stb
+  openmpi-bin libopenmpi-dev  # the CPU communicator (engine/dist) and `mpirun -np N siam train`
+  ccache                   # compiler cache, used by CMake when found (rebuilds in several build folders)
 )
 
 missing=()
