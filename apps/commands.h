@@ -11,4 +11,13 @@ int show_views(int argc, char** argv);
 // siam info --model NAME [--width W] [--stem cifar|imagenet] [--in-ch C] [--size S] [--classes K]
 int info(int argc, char** argv);
 
+// siam train --config FILE [--set key=value ...] [--resume DIR] [--quiet]
+int train(int argc, char** argv);
+
+// siam eval knn|linear --checkpoint FILE|DIR [--data ROOT --kind KIND ...]
+int eval(int argc, char** argv);
+
+// siam embed --checkpoint FILE|DIR --out FILE.npy|FILE.safetensors [--split train|test ...]
+int embed(int argc, char** argv);
+
 }  // namespace siam::app

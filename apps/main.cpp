@@ -1,4 +1,4 @@
-// The `siam` command-line program. Until the methods issue brings `siam train --config`, it offers
+// The `siam` command-line program: train, eval, embed, show-views, info (apps/<command>.cpp), and
 //   siam demo   supervised MLP on Fashion-MNIST: the engine end to end (data, autograd, nn, optim)
 // and prints one progress line per epoch and a final JSON object as the last line of stdout.
 #include <omp.h>
@@ -19,6 +19,7 @@
 #include "apps/options.h"
 #include "engine/core/blas.h"
 #include "engine/core/random.h"
+#include "engine/dist/dist.h"
 #include "engine/data/idx.h"
 #include "engine/nn/activation.h"
 #include "engine/nn/linear.h"
@@ -38,6 +39,10 @@ using namespace siam;
 const char* kUsage =
     "usage: siam <command> [options]\n"
     "commands:\n"
+    "  train    --config FILE [--set key=value ...] [--resume DIR]: self-supervised pretraining from a recipe\n"
+    "           (configs/<method>_fmnist.yaml); progress lines, <out_dir>/metrics.jsonl, curve.svg, checkpoints\n"
+    "  eval     knn|linear --checkpoint RUN_DIR [--data ROOT ...]: kNN or linear-probe top-1 of a trained encoder\n"
+    "  embed    --checkpoint RUN_DIR --out FILE.npy|FILE.safetensors [--split train|test]: write embeddings\n"
     "  demo     train an MLP classifier on Fashion-MNIST and report test top-1\n"
     "           --data DIR (default /usr/share/datasets/fashion-mnist) --epochs N (3) --batch-size B (128)\n"
     "           --lr LR (0.1) --hidden H (256) --limit N (all training images) --threads T (all cores) --seed S (0)\n"
@@ -165,6 +170,11 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string cmd = argv[1];
+  // Under mpirun every rank runs this program: the communicator comes up first (engine/dist/dist.h).
+  struct DistScope {
+    DistScope(int* c, char*** v) { siam::dist::init(c, v); }
+    ~DistScope() { siam::dist::finalize(); }
+  } dist_scope(&argc, &argv);
   try {
     if (cmd == "version") {
       std::printf("siam 0.1.0\nblas: %s\ncuda: %s\n", siam::blas_info().c_str(),
@@ -173,6 +183,9 @@ int main(int argc, char** argv) {
     }
     if (cmd == "show-views") return siam::app::show_views(argc, argv);
     if (cmd == "info") return siam::app::info(argc, argv);
+    if (cmd == "train") return siam::app::train(argc, argv);
+    if (cmd == "eval") return siam::app::eval(argc, argv);
+    if (cmd == "embed") return siam::app::embed(argc, argv);
     if (cmd == "demo")
       return demo(argc, argv);
     std::fprintf(stderr, "siam: unknown command '%s'\n%s", cmd.c_str(), kUsage);

@@ -28,7 +28,13 @@ Options::Options(int argc, char** argv, int first, const std::vector<std::string
     SIAM_CHECK(std::find(known.begin(), known.end(), key) != known.end(), "unknown option --", key, "\n",
                usage_);
     kv_[key] = val;
+    multi_[key].push_back(val);
   }
+}
+
+std::vector<std::string> Options::all(const std::string& key) const {
+  auto it = multi_.find(key);
+  return it == multi_.end() ? std::vector<std::string>{} : it->second;
 }
 
 std::string Options::str(const std::string& key, const std::string& def) const {

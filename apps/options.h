@@ -18,11 +18,14 @@ class Options {
   std::string required(const std::string& key, const std::string& what) const;
   int64_t integer(const std::string& key, int64_t def) const;  // non-negative
   double number(const std::string& key, double def) const;
+  // Every value given for a repeatable option (--set a=1 --set b=2), in order.
+  std::vector<std::string> all(const std::string& key) const;
 
  private:
   const char* usage_;
   bool help_ = false;
   std::map<std::string, std::string> kv_;
+  std::map<std::string, std::vector<std::string>> multi_;
 };
 
 }  // namespace siam::app

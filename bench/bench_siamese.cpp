@@ -109,4 +109,101 @@ void xcorr_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_xcorr_fused)->Apply(xcorr_args);
 BENCHMARK(BM_xcorr_unfused)->Apply(xcorr_args);
 
+// ---- the other InfoNCE forms (appended) ----
+//   BM_nce_multi_fused/V/N/D    nt_xent_multi over V views of (N, D): M = V N rows, V - 1 positives per row
+//   BM_nce_multi_unfused/V/N/D  cat, normalize, matmul, scale, diagonal mask, log_softmax, positive-mask
+//                               mean (M x M logits and mask)
+//   BM_supcon_fused/M/D/C       supcon(z, labels, 0.1) with labels i mod C (C classes)
+//   BM_supcon_unfused/M/D/C     the same composition as BM_nce_multi_unfused on one (M, D) input
+// flops 6 M^2 D (useful work, as BM_nce_*); bytes_peak as above (+ the tiled kernel's scratch: the row-lse
+// pass's, the same bound as infonce_workspace_elems).
+
+Tensor multi_positive_unfused(const Tensor& x, const std::vector<int64_t>& labels, double t) {
+  const int64_t m = x.size(0);
+  Tensor z = siam::normalize(x, 1);
+  Tensor s = siam::add(siam::mul(siam::matmul(z, z.t()), 1.0 / t), siam::mul(siam::eye(m, x.options()), -1e9));
+  Tensor logp = siam::log_softmax(s, 1);  // (M, M)
+  std::vector<double> pos(m * m, 0.0), inv(m, 0.0);
+  double valid = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    double c = 0;
+    for (int64_t j = 0; j < m; ++j)
+      if (j != i && labels[j] == labels[i]) pos[i * m + j] = 1, ++c;
+    inv[i] = c > 0 ? 1.0 / c : 0.0;
+    valid += c > 0;
+  }
+  Tensor mask = siam::from_vector(pos, {m, m}, x.options()), w = siam::from_vector(inv, {m}, x.options());
+  return siam::div(siam::neg(siam::sum(siam::mul(siam::sum(siam::mul(logp, mask), {1}), w))), valid);
+}
+
+// Runs loss_fn(leaves) forward + backward each iteration over `count` leaves of (rows, d).
+template <class F>
+void run_loss_n(benchmark::State& st, int64_t count, int64_t rows, int64_t d, F loss_fn, double flops,
+                double extra_bytes) {
+  std::vector<Tensor> xs;
+  for (int64_t k = 0; k < count; ++k) xs.push_back(siam::randn({rows, d}).set_requires_grad(true));
+  size_t peak = 0;
+  for (auto _ : st) {
+    for (Tensor& x : xs) x.set_grad(Tensor());
+    const size_t base = siam::cpu_alloc_stats().allocated_bytes;
+    siam::cpu_reset_peak_stats();
+    Tensor l = loss_fn(xs);
+    l.backward();
+    benchmark::DoNotOptimize(xs[0].grad().raw_data());
+    peak = std::max(peak, siam::cpu_alloc_stats().peak_allocated_bytes - base);
+  }
+  st.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["bytes_peak"] = double(peak) + extra_bytes;
+}
+
+double tiled_scratch_bytes(int64_t m, int64_t d) {
+  siam::kernels::cpu::InfonceArgs a;
+  a.rows = a.cols = m;
+  a.dim = d;
+  return 4.0 * double(siam::kernels::cpu::infonce_workspace_elems(a, omp_get_max_threads()));
+}
+
+void BM_nce_multi_fused(benchmark::State& st) {
+  const int64_t v = st.range(0), n = st.range(1), d = st.range(2), m = v * n;
+  run_loss_n(st, v, n, d, [](const std::vector<Tensor>& xs) { return siam::nt_xent_multi(xs, kTemp); },
+             6.0 * double(m) * double(m) * double(d), tiled_scratch_bytes(m, d));
+}
+void BM_nce_multi_unfused(benchmark::State& st) {
+  const int64_t v = st.range(0), n = st.range(1), d = st.range(2), m = v * n;
+  std::vector<int64_t> labels(m);
+  for (int64_t i = 0; i < m; ++i) labels[i] = i % n;
+  run_loss_n(
+      st, v, n, d,
+      [&labels](const std::vector<Tensor>& xs) { return multi_positive_unfused(siam::cat(xs, 0), labels, kTemp); },
+      6.0 * double(m) * double(m) * double(d), 0.0);
+}
+void nce_multi_args(benchmark::internal::Benchmark* b) {
+  b->Args({4, 256, 128})->Args({8, 512, 128});
+  b->ArgNames({"V", "N", "D"})->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_nce_multi_fused)->Apply(nce_multi_args);
+BENCHMARK(BM_nce_multi_unfused)->Apply(nce_multi_args);
+
+void BM_supcon_fused(benchmark::State& st) {
+  const int64_t m = st.range(0), d = st.range(1), c = st.range(2);
+  std::vector<int64_t> lab(m);
+  for (int64_t i = 0; i < m; ++i) lab[i] = i % c;
+  Tensor labels = siam::from_vector_i64(lab, {m});
+  run_loss_n(st, 1, m, d, [&labels](const std::vector<Tensor>& xs) { return siam::supcon(xs[0], labels, kTemp); },
+             6.0 * double(m) * double(m) * double(d), tiled_scratch_bytes(m, d));
+}
+void BM_supcon_unfused(benchmark::State& st) {
+  const int64_t m = st.range(0), d = st.range(1), c = st.range(2);
+  std::vector<int64_t> lab(m);
+  for (int64_t i = 0; i < m; ++i) lab[i] = i % c;
+  run_loss_n(st, 1, m, d, [&lab](const std::vector<Tensor>& xs) { return multi_positive_unfused(xs[0], lab, kTemp); },
+             6.0 * double(m) * double(m) * double(d), 0.0);
+}
+void supcon_args(benchmark::internal::Benchmark* b) {
+  b->Args({1024, 128, 100})->Args({4096, 128, 100});
+  b->ArgNames({"M", "D", "C"})->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_supcon_fused)->Apply(supcon_args);
+BENCHMARK(BM_supcon_unfused)->Apply(supcon_args);
+
 }  // namespace

@@ -11,6 +11,9 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
 #include "kernels/cpu/copy.h"
+#include "kernels/cuda/allocator.h"
+#include "kernels/cuda/copy.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
@@ -54,7 +57,14 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
              shape_str(shape));
   for (auto d : shape) SIAM_CHECK(d >= 0, "negative size in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = Storage::make(static_cast<size_t>(shape_numel(shape)) * dtype_size(opts.dtype), opts.device);
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(opts.dtype);
+  if (opts.pinned) {
+    SIAM_CHECK(opts.device.is_cpu(), "empty: pinned memory is host memory, but device ", opts.device.str(),
+               " was requested for shape ", shape_str(shape));
+    impl->storage = Storage::make_pinned(nbytes);
+  } else {
+    impl->storage = Storage::make(nbytes, opts.device);
+  }
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = opts.dtype;
@@ -64,10 +74,11 @@ Tensor empty(const Shape& shape, TensorOptions opts) {
 }
 
 namespace {
-void require_cpu(const Tensor& t, const char* op) {
-  SIAM_CHECK(t.is_cpu(), op, ": tensor is on ", t.device().str(),
-             "; this operation has no CUDA implementation yet (move it with .to(\"cpu\"))");
-}
+#if defined(SIAM_WITH_CUDA)
+constexpr bool kCudaBuild = true;
+#else
+constexpr bool kCudaBuild = false;
+#endif
 void check_no_grad_inplace(const Tensor& t, const char* op) {
   SIAM_CHECK(!(grad_mode_enabled() && t.requires_grad()), op,
              ": in-place update of a tensor that requires a gradient while gradients are recorded; "
@@ -436,11 +447,19 @@ Tensor Tensor::to(DType dt) const {
   return out;
 }
 
-Tensor Tensor::to(Device dev) const {
+Tensor Tensor::to(Device dev, bool non_blocking) const {
   if (dev == device()) return *this;
   Tensor src = contiguous();
-  Tensor out = empty(shape(), options().with_device(dev));
-  copy_bytes(out.raw_data(), dev, src.raw_data(), src.device(), src.nbytes());
+  // A device to host copy stays in flight only into pinned memory.
+  const bool async = non_blocking && src.is_cuda() && dev.is_cpu();
+  Tensor out = empty(shape(), options().with_device(dev).with_pinned(async));
+  if constexpr (kCudaBuild) {
+    // A pinned block read or written by an asynchronous copy must not be reused before the copy is done.
+    if (src.is_pinned() && dev.is_cuda())
+      cuda::pinned_record_stream(src.storage()->data(), cuda::current_stream(dev.index));
+    if (out.is_pinned()) cuda::pinned_record_stream(out.storage()->data(), cuda::current_stream(src.device().index));
+  }
+  copy_bytes(out.raw_data(), dev, src.raw_data(), src.device(), src.nbytes(), non_blocking);
   if (autograd::needs_grad({*this})) {
     Device from = device();
     autograd::record("to_device", out, {*this}, [from](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
@@ -450,12 +469,34 @@ Tensor Tensor::to(Device dev) const {
   return out;
 }
 
+Tensor Tensor::pin_memory() const {
+  SIAM_CHECK(is_cpu(), "pin_memory: only CPU tensors can be pinned, got one on ", device().str());
+  if (is_pinned()) return *this;
+  Tensor out = empty(shape(), options().with_pinned(true));
+  {
+    NoGradGuard ng;
+    out.copy_(*this);
+  }
+  if (autograd::needs_grad({*this})) {
+    autograd::record("pin_memory", out, {*this}, [](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {
+      return {g};
+    });
+  }
+  return out;
+}
+
 Tensor& Tensor::zero_() { return fill_(0.0); }
 
 Tensor& Tensor::fill_(double value) {
   check_no_grad_inplace(*this, "fill_");
-  require_cpu(*this, "fill_");
   if (is_contiguous()) {
+    if (is_cuda()) {
+      if constexpr (kCudaBuild) {
+        cuda::DeviceGuard g(device().index);
+        kernels::cuda::fill(raw_data(), numel(), dtype(), value);
+      }
+      return *this;
+    }
     kernels::cpu::fill(raw_data(), numel(), dtype(), value);
   } else {
     Tensor v = full({}, value, options()).expand(shape());
@@ -466,9 +507,16 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::copy_(const Tensor& src) {
   check_no_grad_inplace(*this, "copy_");
-  require_cpu(*this, "copy_");
-  require_cpu(src, "copy_");
   Tensor s = src.dim() == dim() && src.shape() == shape() ? src : src.expand(shape());
+  if (s.device() != device()) s = s.detach().to(device());  // then a same-device strided copy
+  if (is_cuda()) {
+    if constexpr (kCudaBuild) {
+      cuda::DeviceGuard g(device().index);
+      kernels::cuda::copy_strided(static_cast<int>(dim()), shape().data(), s.raw_data(), s.strides().data(),
+                                  s.dtype(), raw_data(), strides().data(), dtype());
+    }
+    return *this;
+  }
   kernels::cpu::copy_strided(static_cast<int>(dim()), shape().data(), s.raw_data(), s.strides().data(), s.dtype(),
                              raw_data(), strides().data(), dtype());
   return *this;

@@ -55,10 +55,15 @@ struct TensorImpl {
   std::vector<PostAccumulateHook> post_accumulate_hooks;
 };
 
+// pinned (CPU tensors only): the storage is page-locked host memory from the CUDA backend's pinned cache,
+// so that to(cuda, non_blocking = true) from it is a truly asynchronous copy. The data loader allocates its
+// batches with empty(shape, opts.with_pinned(true)) (or calls pin_memory() on a finished batch). Asking for
+// pinned memory without a CUDA device throws siam::Error.
 struct TensorOptions {
   DType dtype = DType::f32;
   Device device = kCPU;
   bool requires_grad = false;
+  bool pinned = false;
 
   TensorOptions() = default;
   TensorOptions(DType d) : dtype(d) {}
@@ -67,6 +72,7 @@ struct TensorOptions {
   TensorOptions with_dtype(DType d) const { auto o = *this; o.dtype = d; return o; }
   TensorOptions with_device(Device d) const { auto o = *this; o.device = d; return o; }
   TensorOptions with_requires_grad(bool r) const { auto o = *this; o.requires_grad = r; return o; }
+  TensorOptions with_pinned(bool p) const { auto o = *this; o.pinned = p; return o; }
 };
 
 class Tensor {
@@ -127,7 +133,17 @@ class Tensor {
   Tensor contiguous() const;  // itself when already contiguous
   Tensor clone() const;       // always a new contiguous tensor (differentiable)
   Tensor to(DType dtype) const;
-  Tensor to(Device device) const;
+  // Copy to another device (itself when already there), made contiguous. Copies run on the current stream of
+  // the CUDA device involved (kernels/cuda/stream.h). non_blocking = false returns once the data is usable
+  // from the host's point of view; true returns at once where the copy can stay in flight: host to device
+  // always (pageable sources are staged by the driver before the call returns; pinned ones are read
+  // asynchronously, and the pinned block is not reused before the copy ends), device to host only into a
+  // pinned result (the caller synchronizes the stream before reading it). Differentiable.
+  Tensor to(Device device, bool non_blocking = false) const;
+  // A CPU copy in pinned (page-locked) host memory; itself when already pinned. Throws siam::Error for a
+  // tensor that is not on the CPU or when no CUDA device is present.
+  Tensor pin_memory() const;
+  bool is_pinned() const { return impl().storage->pinned(); }
 
   // ---- in-place (only where no gradient is being recorded for this tensor) ----
   Tensor& zero_();

@@ -15,12 +15,13 @@
 #     Unpacks DIR to a temporary folder, finds the NVIDIA libraries in python3's nvidia pip packages
 #     (site-packages/nvidia/*/lib, then /usr/local/cuda), prints nvidia-smi, runs each cuda test binary
 #     (siam_tests*_cuda, gtest JSON to OUTDIR/tests_<name>.json) and siam_bench with
-#     --benchmark_filter=_cuda (JSON to OUTDIR/bench_cuda.json), and writes OUTDIR/gpu_check.json:
+#     --benchmark_filter='_cuda|_nccl' (JSON to OUTDIR/bench_cuda.json), and writes OUTDIR/gpu_check.json:
 #     {device, tests {passed, failed, skipped}, benchmarks {run, results}, wall_s, ok}. The whole run is
 #     bounded by `timeout` to SIAM_GPU_CHECK_BUDGET seconds (default 450, under the 8 minutes allowed);
 #     gpu_check.json is written even when a step times out, crashes or finds no device.
 #     Files in OUTDIR: run.log, nvidia-smi.txt, tests_*.{json,log}, bench_cuda.{json,log}, gpu_check.json.
-#     Environment: SIAM_BENCH_FILTER (default _cuda), SIAM_GTEST_FILTER (default *).
+#     Environment: SIAM_BENCH_FILTER (default _cuda|_nccl: every BM_*_cuda and BM_allreduce_nccl),
+#     SIAM_GTEST_FILTER (default *).
 #     Exit status: 0 when no test failed and every step finished; 1 otherwise.
 #     Through the device tool: carry ["gpu_bundle"], command `bash scripts/gpu_check.sh run $OUT` (7 files
 #     come back, under its limit of 8).
@@ -112,7 +113,8 @@ run() {
   local libdirs=() sp d
   if command -v python3 >/dev/null; then
     while read -r sp; do
-      for d in "$sp"/nvidia/*/lib; do [[ -d $d ]] && libdirs+=("$d"); done
+      # nvidia-cublas / nvidia-cudnn-cu13 / nvidia-nccl-cu13: nvidia/<pkg>/lib (CUDA 13 wheels: nvidia/cu13/lib)
+      for d in "$sp"/nvidia/*/lib "$sp"/nvidia/*/lib64; do [[ -d $d ]] && libdirs+=("$d"); done
     done < <(timeout 60 python3 -c 'import site, sys
 print("\n".join(dict.fromkeys(site.getsitepackages() + [site.getusersitepackages()] + sys.path)))' 2>/dev/null || true)
   fi
@@ -144,6 +146,10 @@ print("\n".join(dict.fromkeys(site.getsitepackages() + [site.getusersitepackages
       echo "gpu_check: $(basename "$b") misses libraries:"; ldd "$b" | grep "not found"; missing=1
     fi
   done
+  # which NVIDIA libraries the binaries resolve to (cuDNN loads its engine libraries from the same folder)
+  if [[ -f $bin/siam_bench ]]; then
+    ldd "$bin/siam_bench" | grep -E "libcud|libcublas|libnccl" | sed 's/^/gpu_check: /' || true
+  fi
 
   # 4. the cuda tests (each siam_tests*_cuda binary), then 5. the CUDA benchmarks, inside the budget
   local rcs=() t name rc
@@ -163,9 +169,9 @@ print("\n".join(dict.fromkeys(site.getsitepackages() + [site.getusersitepackages
   if [[ -x $bin/siam_bench ]]; then
     local bl=$(($(left) - 15))
     ((bl > 5)) || bl=5
-    echo "gpu_check: siam_bench --benchmark_filter=${SIAM_BENCH_FILTER:-_cuda} (timeout ${bl}s)"
+    echo "gpu_check: siam_bench --benchmark_filter=${SIAM_BENCH_FILTER:-_cuda|_nccl} (timeout ${bl}s)"
     bench_rc=0
-    timeout -k 5 "$bl" "$bin/siam_bench" --benchmark_filter="${SIAM_BENCH_FILTER:-_cuda}" \
+    timeout -k 5 "$bl" "$bin/siam_bench" --benchmark_filter="${SIAM_BENCH_FILTER:-_cuda|_nccl}" \
       --benchmark_out="$out/bench_cuda.json" --benchmark_out_format=json >"$out/bench_cuda.log" 2>&1 || bench_rc=$?
     tail -n 60 "$out/bench_cuda.log"
   fi

@@ -18,7 +18,9 @@
 #include "engine/core/error.h"
 
 #if defined(SIAM_WITH_CUDA)
+#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/cuda/stream.h"
 #endif
 
 namespace siam {
@@ -213,7 +215,11 @@ void cpu_empty_cache() { cpu_cache().empty_cache(); }
 size_t cpu_cache_limit() { return cpu_cache().limit(); }
 void cpu_set_cache_limit(size_t bytes) { cpu_cache().set_limit(bytes); }
 
-Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
+Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) { allocate(); }
+
+void Storage::allocate() {
+  const size_t nbytes = nbytes_;
+  const Device device = device_;
   if (device.is_cpu()) {
     data_ = cpu_alloc(nbytes);
     return;
@@ -225,8 +231,27 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 #endif
 }
 
+Storage::Storage(size_t nbytes, Device device, bool pinned) : nbytes_(nbytes), device_(device), pinned_(pinned) {
+  if (!pinned) {
+    allocate();
+    return;
+  }
+  SIAM_CHECK(device.is_cpu(), "pinned memory is host memory, but device ", device.str(), " was requested");
+#if defined(SIAM_WITH_CUDA)
+  data_ = cuda::pinned_alloc(nbytes);
+#else
+  SIAM_FAIL("pin_memory: pinned host memory needs the CUDA backend (this build has none; configure with SIAM_CUDA=ON)");
+#endif
+}
+
 Storage::~Storage() {
   if (!data_) return;
+#if defined(SIAM_WITH_CUDA)
+  if (pinned_) {
+    cuda::pinned_free(data_);
+    return;
+  }
+#endif
   if (device_.is_cpu()) {
     cpu_free(data_);
     return;
@@ -236,15 +261,25 @@ Storage::~Storage() {
 #endif
 }
 
-void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes, bool non_blocking) {
   if (nbytes == 0) return;
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
     std::memcpy(dst, src, nbytes);
     return;
   }
 #if defined(SIAM_WITH_CUDA)
-  cuda::copy_bytes(dst, dst_dev.is_cuda(), src, src_dev.is_cuda(), nbytes);
+  if (dst_dev.is_cuda() && src_dev.is_cuda() && dst_dev.index != src_dev.index) {
+    cuda::copy_peer(dst, dst_dev.index, src, src_dev.index, nbytes);
+    if (!non_blocking) {
+      cuda::DeviceGuard g(dst_dev.index);
+      cuda::synchronize_stream(cuda::current_stream(dst_dev.index));
+    }
+    return;
+  }
+  const int dev = dst_dev.is_cuda() ? dst_dev.index : src_dev.index;
+  cuda::copy_bytes(dst, dst_dev.is_cuda(), src, src_dev.is_cuda(), nbytes, dev, !non_blocking);
 #else
+  (void)non_blocking;
   SIAM_FAIL("copy between ", src_dev.str(), " and ", dst_dev.str(), " needs the CUDA backend");
 #endif
 }

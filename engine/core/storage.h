@@ -1,4 +1,5 @@
-// Reference-counted memory block. CPU blocks are 64-byte aligned; CUDA blocks come from the CUDA backend.
+// Reference-counted memory block. CPU blocks are 64-byte aligned; CUDA blocks come from the CUDA backend's
+// stream-ordered caching allocator (kernels/cuda/allocator.h), pinned host blocks from its pinned cache.
 #pragma once
 #include <cstddef>
 #include <memory>
@@ -10,6 +11,9 @@ namespace siam {
 class Storage {
  public:
   Storage(size_t nbytes, Device device);  // allocates; throws siam::Error when the device is unusable
+  // pinned = true (CPU only): page-locked host memory (cudaHostAlloc, cached) that asynchronous copies can
+  // use; throws siam::Error when no CUDA device is present.
+  Storage(size_t nbytes, Device device, bool pinned);
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -17,19 +21,26 @@ class Storage {
   void* data() const { return data_; }
   size_t nbytes() const { return nbytes_; }
   Device device() const { return device_; }
+  bool pinned() const { return pinned_; }
 
   static std::shared_ptr<Storage> make(size_t nbytes, Device device) {
     return std::make_shared<Storage>(nbytes, device);
   }
+  static std::shared_ptr<Storage> make_pinned(size_t nbytes) { return std::make_shared<Storage>(nbytes, kCPU, true); }
 
  private:
+  void allocate();
   void* data_ = nullptr;
   size_t nbytes_ = 0;
   Device device_;
+  bool pinned_ = false;
 };
 
-// Byte copies between any two devices (host<->device when the CUDA backend is built).
-void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes);
+// Byte copies between any two devices (host<->device when the CUDA backend is built), on the current stream
+// of the CUDA device involved. non_blocking = false returns once the bytes are in place; true lets a device
+// to host copy run on after the call (the caller synchronizes the stream before reading; only sensible into
+// pinned memory). Host to device copies never read the source after the call returns.
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes, bool non_blocking = false);
 
 // 64-byte aligned host allocation (what CPU storages use), through a caching allocator:
 //  - blocks of kCpuCacheMinBytes and up are rounded up to a multiple of kCpuCacheGranule and, when freed,

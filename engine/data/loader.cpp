@@ -144,7 +144,8 @@ Batch Loader::build(const std::vector<int64_t>& indices, int64_t epoch, int64_t 
   Batch b;
   if (!take_free_buffers(B, b)) {
     for (int v = 0; v < views_.num_views(); ++v)
-      b.views.push_back(empty({B, C, views_.view(v).height, views_.view(v).width}, DType::f32));
+      b.views.push_back(empty({B, C, views_.view(v).height, views_.view(v).width},
+                              TensorOptions(DType::f32).with_pinned(opt_.pin_memory)));
     b.labels = empty({B}, DType::i64);
     b.indices = empty({B}, DType::i64);
   }

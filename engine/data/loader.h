@@ -50,6 +50,9 @@ struct LoaderOptions {
   int prefetch = 2;   // batches prepared ahead, per worker thread
   int rank = 0, world_size = 1;
   bool reuse_buffers = true;  // refill released batches (see Buffers above); false: allocate every batch
+  // Views in page-locked host memory (the CUDA backend's pinned cache), so the trainer's copies to the GPU are
+  // asynchronous; needs a CUDA device (siam::Error otherwise). Reused buffers stay pinned.
+  bool pin_memory = false;
 };
 
 struct Batch {

@@ -1,6 +1,8 @@
 #include "engine/nn/batchnorm.h"
 
+#include "engine/dist/dist.h"
 #include "engine/nn/init.h"
+#include "engine/nn/sync_batchnorm.h"
 #include "engine/ops/norm.h"
 
 namespace siam::nn {
@@ -49,6 +51,11 @@ Tensor BatchNorm::forward(const Tensor& x) {
     num_batches_->fill_(static_cast<double>(n));
     if (!opt_.momentum) factor = 1.0 / static_cast<double>(n);
   }
+  if (sync_ && is_training()) {
+    dist::Communicator& comm = sync_comm_ ? *sync_comm_ : dist::world();
+    if (comm.world_size() > 1)
+      return sync_batch_norm(x, running_mean(), running_var(), weight(), bias(), factor, opt_.eps, comm);
+  }
   // Batch statistics in training, and in eval when there are no running statistics.
   bool use_batch_stats = is_training() || !opt_.track_running_stats;
   return batch_norm(x, running_mean(), running_var(), weight(), bias(), use_batch_stats, factor, opt_.eps);
@@ -67,6 +74,16 @@ void BatchNorm1d::check_input(const Tensor& x) const {
 
 void BatchNorm2d::check_input(const Tensor& x) const {
   SIAM_CHECK(x.dim() == 4, "BatchNorm2d(", num_features(), "): expects input (N, C, H, W), got ", shape_str(x.shape()));
+}
+
+int convert_sync_batchnorm(Module& m, dist::Communicator* comm) {
+  int n = 0;
+  for (auto& [name, mod] : m.named_modules())
+    if (auto* bn = dynamic_cast<BatchNorm*>(mod)) {
+      bn->set_sync(true, comm);
+      ++n;
+    }
+  return n;
 }
 
 }  // namespace siam::nn

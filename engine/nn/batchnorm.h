@@ -8,6 +8,10 @@
 
 #include "engine/nn/module.h"
 
+namespace siam::dist {
+class Communicator;
+}
+
 namespace siam::nn {
 
 struct BatchNormOptions {
@@ -32,6 +36,16 @@ class BatchNorm : public Module {
   const Tensor& running_var() const { return running_var_ ? *running_var_ : none(); }
   const Tensor& num_batches_tracked() const { return num_batches_ ? *num_batches_ : none(); }
 
+  // Synchronized statistics (engine/nn/sync_batchnorm.h): in training, with more than one rank, the mean and
+  // variance are those of the global batch over `comm` (dist::world() at call time when null), with the
+  // matching backward. With one rank, or in eval, nothing changes (bitwise). convert_sync_batchnorm() turns it
+  // on for every BatchNorm of a model.
+  void set_sync(bool on, dist::Communicator* comm = nullptr) {
+    sync_ = on;
+    sync_comm_ = comm;
+  }
+  bool is_sync() const { return sync_; }
+
  protected:
   BatchNorm(const char* type_name, int64_t num_features, BatchNormOptions options);
   virtual void check_input(const Tensor& x) const = 0;
@@ -44,7 +58,12 @@ class BatchNorm : public Module {
   Tensor* running_mean_ = nullptr;
   Tensor* running_var_ = nullptr;
   Tensor* num_batches_ = nullptr;
+  bool sync_ = false;
+  dist::Communicator* sync_comm_ = nullptr;
 };
+
+// set_sync(true, comm) on every BatchNorm in `m` (recursively); returns how many it changed.
+int convert_sync_batchnorm(Module& m, dist::Communicator* comm = nullptr);
 
 // Over (N, C) or (N, C, L).
 class BatchNorm1d : public BatchNorm {

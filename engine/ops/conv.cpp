@@ -1,15 +1,22 @@
 // Front-end of conv2d: validate, dispatch, record backward. f32 runs through oneDNN when siam is built with it
 // (kernels/cpu/conv2d_onednn; except strided 1x1 and single-channel-input convs, see conv2d_onednn_preferred),
 // otherwise, and for f64 (gradient checks), through kernels/cpu/conv2d (im2col + GEMM). docs/DECISIONS.md has
-// the why.
+// the why. CUDA tensors (f32, f64, bf16) go to cuDNN (kernels/cuda/cudnn_conv.h); inside an AutocastGuard the
+// f32 input and weight are cast to bf16, the result is f32 with the bias added in f32 while widening, and the
+// backward returns f32 gradients (engine/core/autocast.h).
 #include "engine/ops/conv.h"
 
 #include <type_traits>
 
 #include "engine/autograd/node.h"
+#include "engine/core/autocast.h"
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/conv2d.h"
 #include "kernels/cpu/conv2d_onednn.h"
+#if defined(SIAM_WITH_CUDA)
+#include "kernels/cuda/autocast.h"
+#include "kernels/cuda/cudnn_conv.h"
+#endif
 
 namespace siam {
 
@@ -23,8 +30,13 @@ std::string params_str(const Conv2dParams& p) {
 kernels::cpu::Conv2dGeom conv_geom(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
   const char* op = "conv2d";
   SIAM_CHECK(x.defined() && w.defined(), op, ": input and weight must be defined");
-  ops::require_cpu(op, {x, w, b});
-  ops::require_floating(op, x);
+  ops::require_same_device(op, x, w);
+  if (b.defined()) ops::require_same_device(op, x, b);
+  if (x.is_cuda() && ops::kCudaBuild)
+    SIAM_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64 || x.dtype() == DType::bf16, op,
+               ": expects an f32, f64 or bf16 CUDA tensor, got ", dtype_name(x.dtype()), " input ", shape_str(x.shape()));
+  else
+    ops::require_floating(op, x);
   ops::require_same_dtype(op, x, w);
   if (b.defined()) ops::require_same_dtype(op, x, b);
   SIAM_CHECK(x.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ", shape_str(x.shape()), " (weight ",
@@ -78,10 +90,82 @@ void backward(const kernels::cpu::Conv2dGeom& g, const T* x, const T* w, const T
   kernels::cpu::conv2d_backward<T>(g, x, w, gy, gx, gw, gb);
 }
 
+#if defined(SIAM_WITH_CUDA)
+kernels::cuda::DenseType dense_type(DType t) {
+  return t == DType::f64 ? kernels::cuda::DenseType::f64
+                         : t == DType::bf16 ? kernels::cuda::DenseType::bf16 : kernels::cuda::DenseType::f32;
+}
+
+// t as a contiguous tensor of dtype dt (itself when it already is one).
+Tensor contiguous_as(const Tensor& t, DType dt) {
+  if (t.is_contiguous() && t.dtype() == dt) return t.detach();
+  return detail::cuda_cast_contiguous(t, dt, "conv2d");
+}
+
+Tensor conv2d_cuda(const Tensor& x, const Tensor& w, const Tensor& b, const kernels::cpu::Conv2dGeom& g) {
+  namespace kc = kernels::cuda;
+  const bool autocast = detail::autocast_applies(x) && detail::autocast_applies(w);
+  const DType out_dt = x.dtype(), cdt = autocast ? autocast_dtype() : out_dt;  // result, compute dtypes
+  const int dev = x.device().index;
+  const bool tf32 = cuda::allow_tf32();
+  Tensor xc = contiguous_as(x, cdt), wc = contiguous_as(w, cdt);
+  Tensor bc = b.defined() ? contiguous_as(b, out_dt) : Tensor();  // added in the result dtype
+  Tensor y = empty({g.N, g.K, g.OH, g.OW}, x.options());
+  {
+    detail::DeviceScratch scratch(x.device());
+    if (autocast) {
+      Tensor y16 = empty(y.shape(), y.options().with_dtype(cdt));
+      kc::conv2d_forward(g, dense_type(cdt), tf32, dev, xc.raw_data(), wc.raw_data(), nullptr, y16.raw_data(),
+                         scratch.fn());
+      kc::widen_bias_bf16_nchw(dev, y16.raw_data(), bc.defined() ? bc.data<float>() : nullptr, y.data<float>(), g.N,
+                               g.K, g.OH * g.OW);
+    } else {
+      kc::conv2d_forward(g, dense_type(cdt), tf32, dev, xc.raw_data(), wc.raw_data(),
+                         bc.defined() ? bc.raw_data() : nullptr, y.raw_data(), scratch.fn());
+    }
+  }
+  if (autograd::needs_grad({x, w, b})) {
+    // Backward needs x only for the weight gradient and w only for the input gradient (in the compute dtype).
+    Tensor xs = w.requires_grad() ? xc : Tensor();
+    Tensor ws = x.requires_grad() ? wc : Tensor();
+    autograd::record("conv2d", y, {x, w, b},
+                     [g, xs, ws, autocast, out_dt, cdt, dev, tf32](const Tensor& gy, const std::vector<bool>& needs) {
+                       const bool ngx = needs[0], ngw = needs.size() > 1 && needs[1], ngb = needs.size() > 2 && needs[2];
+                       Tensor gyc = contiguous_as(gy, cdt);
+                       Tensor gx, gw, gb;
+                       detail::DeviceScratch scratch(gy.device());
+                       if (ngx) {
+                         gx = empty({g.N, g.C, g.H, g.W}, gy.options().with_dtype(cdt));
+                         kc::conv2d_backward_data(g, dense_type(cdt), tf32, dev, ws.raw_data(), gyc.raw_data(),
+                                                  gx.raw_data(), scratch.fn());
+                         if (autocast) gx = detail::cuda_cast_contiguous(gx, out_dt, "conv2d");
+                       }
+                       if (ngw) {
+                         gw = empty({g.K, g.C / g.groups, g.R, g.S}, gy.options().with_dtype(cdt));
+                         kc::conv2d_backward_filter(g, dense_type(cdt), tf32, dev, xs.raw_data(), gyc.raw_data(),
+                                                    gw.raw_data(), scratch.fn());
+                         if (autocast) gw = detail::cuda_cast_contiguous(gw, out_dt, "conv2d");
+                       }
+                       if (ngb) {  // from the gradient in the result dtype (f32 under autocast)
+                         Tensor gyo = autocast ? contiguous_as(gy, out_dt) : gyc;
+                         gb = empty({g.K}, gy.options().with_dtype(out_dt));
+                         kc::conv2d_backward_bias(g, dense_type(out_dt), dev, gyo.raw_data(), dense_type(out_dt),
+                                                  gb.raw_data());
+                       }
+                       return std::vector<Tensor>{gx, gw, gb};
+                     });
+  }
+  return y;
+}
+#endif
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
   const auto g = conv_geom(x, w, b, p);
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return conv2d_cuda(x, w, b, g);
+#endif
   Tensor xc = x.detach().contiguous(), wc = w.detach().contiguous();
   Tensor bc = b.defined() ? b.detach().contiguous() : Tensor();
   Tensor y = empty({g.N, g.K, g.OH, g.OW}, x.options());

@@ -1,8 +1,24 @@
-// Helpers shared by the op front-ends: device checks and the f32/f64 dtype switch.
+// Helpers shared by the op front-ends: device checks, the f32/f64 dtype switch, and the CUDA branch.
+//
+// A front-end with a CUDA kernel dispatches on its input's device:
+//   if (x.is_cuda()) {
+//     SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index); kernels::cuda::op(...));
+//     return out;
+//   }
+//   ... CPU path ...
+// SIAM_CUDA_ONLY compiles its statements only into CUDA builds (an `if constexpr` on kCudaBuild: the
+// kernels/cuda entry points are then never referenced, so a CPU-only build links without them); a CPU-only
+// build cannot create a CUDA tensor, so the branch is never taken there.
 #pragma once
 #include "engine/tensor.h"
 
 namespace siam::ops {
+
+#if defined(SIAM_WITH_CUDA)
+inline constexpr bool kCudaBuild = true;
+#else
+inline constexpr bool kCudaBuild = false;
+#endif
 
 // Throws a siam::Error naming the op when a tensor is not on the CPU (used until an op has a CUDA kernel).
 inline void require_cpu(const char* op, std::initializer_list<Tensor> ts) {
@@ -24,6 +40,13 @@ inline void require_floating(const char* op, const Tensor& t) {
 }
 
 }  // namespace siam::ops
+
+#define SIAM_CUDA_ONLY(...)                   \
+  do {                                        \
+    if constexpr (::siam::ops::kCudaBuild) {  \
+      __VA_ARGS__;                            \
+    }                                         \
+  } while (0)
 
 // SIAM_DISPATCH_FLOAT(dtype, "op", { ... scalar_t ... }): runs the block with scalar_t = float or double.
 #define SIAM_DISPATCH_FLOAT(DT, OPNAME, ...)                                                           \

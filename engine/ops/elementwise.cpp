@@ -1,4 +1,5 @@
-// Front-ends of the elementwise ops: validate, dispatch to kernels/cpu/elementwise, record backward.
+// Front-ends of the elementwise ops: validate, dispatch on the device to kernels/cpu/elementwise or
+// kernels/cuda/elementwise, record backward (device-agnostic: the closures call front-ends or dispatch too).
 #include "engine/ops/elementwise.h"
 
 #include <limits>
@@ -7,6 +8,8 @@
 #include "engine/ops/dispatch.h"
 #include "engine/ops/reduce.h"
 #include "kernels/cpu/elementwise.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
@@ -45,12 +48,18 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
 namespace {
 
 Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
-  ops::require_cpu(name, {a, b});
+  ops::require_same_device(name, a, b);
   ops::require_same_dtype(name, a, b);
   ops::require_floating(name, a);
   Shape out_shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor ea = a.detach().expand(out_shape), eb = b.detach().expand(out_shape);
   Tensor out = empty(out_shape, a.options());
+  if (a.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(a.device().index);
+                   kernels::cuda::binary(op, a.dtype(), static_cast<int>(out.dim()), out_shape.data(), ea.raw_data(),
+                                         ea.strides().data(), eb.raw_data(), eb.strides().data(), out.raw_data()));
+    return out;
+  }
   SIAM_DISPATCH_FLOAT(a.dtype(), name,
                       kernels::cpu::binary<scalar_t>(op, static_cast<int>(out.dim()), out_shape.data(),
                                                      ea.data<scalar_t>(), ea.strides().data(), eb.data<scalar_t>(),
@@ -59,10 +68,14 @@ Tensor binary_raw(BinaryOp op, const char* name, const Tensor& a, const Tensor& 
 }
 
 Tensor unary_raw(UnaryOp op, const char* name, const Tensor& x, double p0 = 0, double p1 = 0) {
-  ops::require_cpu(name, {x});
   ops::require_floating(name, x);
   Tensor xc = x.detach().contiguous();
   Tensor y = empty(x.shape(), x.options());
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::unary(op, x.dtype(), x.numel(), xc.raw_data(), y.raw_data(), p0, p1));
+    return y;
+  }
   SIAM_DISPATCH_FLOAT(x.dtype(), name,
                       kernels::cpu::unary<scalar_t>(op, x.numel(), xc.data<scalar_t>(), y.data<scalar_t>(), p0, p1));
   return y;
@@ -76,6 +89,12 @@ Tensor unary_op(UnaryOp op, const char* name, const Tensor& x, double p0 = 0, do
     autograd::record(name, y, {x}, [op, name, xs, ys, p0, p1](const Tensor& g, const std::vector<bool>&) {
       Tensor gc = g.contiguous();
       Tensor gx = empty(xs.shape(), xs.options());
+      if (xs.is_cuda()) {
+        SIAM_CUDA_ONLY(cuda::DeviceGuard dg(xs.device().index);
+                       kernels::cuda::unary_backward(op, xs.dtype(), xs.numel(), gc.raw_data(), xs.raw_data(),
+                                                     ys.raw_data(), gx.raw_data(), p0, p1));
+        return std::vector<Tensor>{gx};
+      }
       SIAM_DISPATCH_FLOAT(xs.dtype(), name,
                           kernels::cpu::unary_backward<scalar_t>(op, xs.numel(), gc.data<scalar_t>(),
                                                                  xs.data<scalar_t>(), ys.data<scalar_t>(),
@@ -87,12 +106,19 @@ Tensor unary_op(UnaryOp op, const char* name, const Tensor& x, double p0 = 0, do
 }
 
 Tensor compare_op(CompareOp op, const char* name, const Tensor& a, const Tensor& b) {
-  ops::require_cpu(name, {a, b});
+  ops::require_same_device(name, a, b);
   ops::require_same_dtype(name, a, b);
   ops::require_floating(name, a);
   Shape out_shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor ea = a.detach().expand(out_shape), eb = b.detach().expand(out_shape);
-  Tensor out = empty(out_shape, DType::u8);
+  Tensor out = empty(out_shape, TensorOptions(DType::u8, a.device()));
+  if (a.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(a.device().index);
+                   kernels::cuda::compare(op, a.dtype(), static_cast<int>(out.dim()), out_shape.data(), ea.raw_data(),
+                                          ea.strides().data(), eb.raw_data(), eb.strides().data(),
+                                          out.data<uint8_t>()));
+    return out;
+  }
   SIAM_DISPATCH_FLOAT(a.dtype(), name,
                       kernels::cpu::compare<scalar_t>(op, static_cast<int>(out.dim()), out_shape.data(),
                                                       ea.data<scalar_t>(), ea.strides().data(), eb.data<scalar_t>(),
@@ -226,17 +252,26 @@ Tensor gt(const Tensor& a, double s) { return gt(a, scalar_like(s, a)); }
 Tensor lt(const Tensor& a, double s) { return lt(a, scalar_like(s, a)); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  ops::require_cpu("where", {cond, a, b});
+  ops::require_same_device("where", a, b);
+  ops::require_same_device("where", cond, a);
   ops::require_same_dtype("where", a, b);
   ops::require_floating("where", a);
   Tensor c = cond.dtype() == DType::u8 ? cond : cond.to(DType::u8);
   Shape out_shape = broadcast_shapes(broadcast_shapes(c.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor ec = c.detach().expand(out_shape), ea = a.detach().expand(out_shape), eb = b.detach().expand(out_shape);
   Tensor out = empty(out_shape, a.options());
-  SIAM_DISPATCH_FLOAT(a.dtype(), "where",
-                      kernels::cpu::where<scalar_t>(static_cast<int>(out.dim()), out_shape.data(), ec.data<uint8_t>(),
-                                                    ec.strides().data(), ea.data<scalar_t>(), ea.strides().data(),
-                                                    eb.data<scalar_t>(), eb.strides().data(), out.data<scalar_t>()));
+  if (a.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(a.device().index);
+                   kernels::cuda::where(a.dtype(), static_cast<int>(out.dim()), out_shape.data(), ec.data<uint8_t>(),
+                                        ec.strides().data(), ea.raw_data(), ea.strides().data(), eb.raw_data(),
+                                        eb.strides().data(), out.raw_data()));
+  } else {
+    SIAM_DISPATCH_FLOAT(a.dtype(), "where",
+                        kernels::cpu::where<scalar_t>(static_cast<int>(out.dim()), out_shape.data(),
+                                                      ec.data<uint8_t>(), ec.strides().data(), ea.data<scalar_t>(),
+                                                      ea.strides().data(), eb.data<scalar_t>(), eb.strides().data(),
+                                                      out.data<scalar_t>()));
+  }
   if (autograd::needs_grad({a, b})) {
     Tensor cd = c.detach();
     Shape sa = a.shape(), sb = b.shape();

@@ -1,12 +1,18 @@
 // Front-ends of batch_norm and layer_norm: validate, dispatch to the fused kernels of kernels/cpu/norm,
-// update running statistics (batch_norm training), record backward.
+// update running statistics (batch_norm training), record backward. batch_norm on CUDA (f32, f64) runs
+// through cuDNN (kernels/cuda/cudnn_norm_pool.h), which updates the running statistics in place with the
+// same rule as the CPU (unbiased variance).
 #include "engine/ops/norm.h"
 
 #include <cmath>
 
 #include "engine/autograd/node.h"
+#include "engine/core/autocast.h"
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/norm.h"
+#if defined(SIAM_WITH_CUDA)
+#include "kernels/cuda/cudnn_norm_pool.h"
+#endif
 
 namespace siam {
 
@@ -14,7 +20,10 @@ namespace {
 
 void check_param(const char* op, const char* what, const Tensor& p, const Shape& want, const Tensor& x) {
   if (!p.defined()) return;
-  ops::require_cpu(op, {p});
+  if (x.is_cuda())
+    ops::require_same_device(op, x, p);
+  else
+    ops::require_cpu(op, {p});
   SIAM_CHECK(p.shape() == want, op, ": ", what, " must have shape ", shape_str(want), " for input ",
              shape_str(x.shape()), ", got ", shape_str(p.shape()));
 }
@@ -30,14 +39,80 @@ Tensor as_param(const Tensor& p, DType dt) {
 template <class T> const T* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
 template <class T> T* mut_or_null(const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; }
 
+#if defined(SIAM_WITH_CUDA)
+// t as a contiguous tensor of dtype dt (itself when it already is one; undefined stays undefined).
+Tensor contiguous_as(const Tensor& t, DType dt) {
+  if (!t.defined()) return Tensor();
+  if (t.is_contiguous() && t.dtype() == dt) return t.detach();
+  return detail::cuda_cast_contiguous(t, dt, "batch_norm");
+}
+const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+void* mut_ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                       const Tensor& bias, bool training, double momentum, double eps, int64_t N, int64_t C,
+                       int64_t L) {
+  namespace kc = kernels::cuda;
+  const char* op = "batch_norm";
+  const DType dt = x.dtype();  // f32 or f64; the per-channel tensors have the same dtype
+  SIAM_CHECK(dt == DType::f32 || dt == DType::f64, op, ": CUDA input must be f32 or f64, got ", dtype_name(dt), " ",
+             shape_str(x.shape()), " (norms run in f32; under autocast the activations stay f32)");
+  const kc::DenseType t = dt == DType::f64 ? kc::DenseType::f64 : kc::DenseType::f32;
+  const int dev = x.device().index;
+  const Shape cs{C};
+  Tensor xc = contiguous_as(x, dt), wc = contiguous_as(weight, dt), bc = contiguous_as(bias, dt);
+  Tensor y = empty(x.shape(), x.options());
+  Tensor mean, invstd;  // training: the batch's, for backward
+  Tensor rm = contiguous_as(running_mean, dt), rv = contiguous_as(running_var, dt);
+  {
+    detail::DeviceScratch scratch(x.device());
+    if (training) {
+      mean = empty(cs, x.options()), invstd = empty(cs, x.options());
+      kc::batch_norm_train_forward(N, C, L, t, dev, xc.raw_data(), ptr_or_null(wc), ptr_or_null(bc), momentum, eps,
+                                   mut_ptr_or_null(rm), mut_ptr_or_null(rv), y.raw_data(), mean.raw_data(),
+                                   invstd.raw_data(), scratch.fn());
+      // running statistics that were not contiguous dt tensors were updated in a copy: write it back
+      NoGradGuard ng;
+      if (rm.defined() && rm.storage() != running_mean.storage())
+        Tensor(running_mean).copy_(rm);
+      if (rv.defined() && rv.storage() != running_var.storage())
+        Tensor(running_var).copy_(rv);
+    } else {
+      kc::batch_norm_eval_forward(N, C, L, t, dev, xc.raw_data(), ptr_or_null(wc), ptr_or_null(bc), rm.raw_data(),
+                                  rv.raw_data(), eps, y.raw_data(), scratch.fn());
+    }
+  }
+  if (autograd::needs_grad({x, weight, bias})) {
+    Shape xs = x.shape();
+    autograd::record(op, y, {x, weight, bias}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+      Tensor gyc = contiguous_as(gy, dt);
+      Tensor gx, gw, gb;
+      if (needs[0]) gx = empty(xs, gyc.options());
+      if (needs[1]) gw = empty(cs, gyc.options());
+      if (needs[2]) gb = empty(cs, gyc.options());
+      detail::DeviceScratch scratch(gy.device());
+      if (training)
+        kc::batch_norm_train_backward(N, C, L, t, dev, xc.raw_data(), gyc.raw_data(), ptr_or_null(wc), mean.raw_data(),
+                                      invstd.raw_data(), eps, mut_ptr_or_null(gx), mut_ptr_or_null(gw),
+                                      mut_ptr_or_null(gb), scratch.fn());
+      else
+        kc::batch_norm_eval_backward(N, C, L, t, dev, xc.raw_data(), gyc.raw_data(), ptr_or_null(wc), rm.raw_data(),
+                                     rv.raw_data(), eps, mut_ptr_or_null(gx), mut_ptr_or_null(gw), mut_ptr_or_null(gb));
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+#endif
+
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
                   const Tensor& bias, bool training, double momentum, double eps) {
   const char* op = "batch_norm";
   SIAM_CHECK(x.defined(), op, ": input is undefined");
-  ops::require_cpu(op, {x, running_mean, running_var, weight, bias});
-  ops::require_floating(op, x);
+  if (!x.is_cuda()) ops::require_cpu(op, {x, running_mean, running_var, weight, bias});
+  if (!x.is_cuda() || !ops::kCudaBuild) ops::require_floating(op, x);
   SIAM_CHECK(x.dim() >= 2 && x.dim() <= 4, op, ": input must be (N, C), (N, C, L) or (N, C, H, W), got ",
              shape_str(x.shape()));
   const int64_t N = x.size(0), C = x.size(1), L = x.numel() / std::max<int64_t>(1, N * C);
@@ -55,6 +130,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
   else
     SIAM_CHECK(running_mean.defined() && running_var.defined(), op,
                ": eval mode (training = false) needs running_mean and running_var, input ", shape_str(x.shape()));
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return batch_norm_cuda(x, running_mean, running_var, weight, bias, training, momentum, eps, N, C, L);
+#endif
 
   const DType dt = x.dtype();
   Tensor xc = x.detach().contiguous();

@@ -1,10 +1,14 @@
-// Front-ends of the pooling ops: validate, dispatch to kernels/cpu/pool, record backward.
-// Inputs (N, C, H, W) or (C, H, W) are treated as P = N*C planes.
+// Front-ends of the pooling ops: validate, dispatch to kernels/cpu/pool (CPU) or kernels/cuda/cudnn_norm_pool
+// (CUDA: f32, f64, bf16), record backward. Inputs (N, C, H, W) or (C, H, W) are treated as P = N*C planes.
 #include "engine/ops/pool.h"
 
 #include "engine/autograd/node.h"
+#include "engine/core/autocast.h"
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/pool.h"
+#if defined(SIAM_WITH_CUDA)
+#include "kernels/cuda/cudnn_norm_pool.h"
+#endif
 
 namespace siam {
 
@@ -14,8 +18,11 @@ using kernels::cpu::Pool2dGeom;
 
 void check_input(const char* op, const Tensor& x) {
   SIAM_CHECK(x.defined(), op, ": input is undefined");
-  ops::require_cpu(op, {x});
-  ops::require_floating(op, x);
+  if (x.is_cuda() && ops::kCudaBuild)
+    SIAM_CHECK(x.dtype() == DType::f32 || x.dtype() == DType::f64 || x.dtype() == DType::bf16, op,
+               ": expects an f32, f64 or bf16 CUDA tensor, got ", dtype_name(x.dtype()), " ", shape_str(x.shape()));
+  else
+    ops::require_floating(op, x);
   SIAM_CHECK(x.dim() == 3 || x.dim() == 4, op, ": input must be (N, C, H, W) or (C, H, W), got ", shape_str(x.shape()));
   SIAM_CHECK(x.size(-1) > 0 && x.size(-2) > 0, op, ": input has an empty spatial dim, ", shape_str(x.shape()));
 }
@@ -59,10 +66,57 @@ Shape out_shape(const Tensor& x, int64_t OH, int64_t OW) {
   return s;
 }
 
+#if defined(SIAM_WITH_CUDA)
+kernels::cuda::DenseType dense_type(DType t) {
+  return t == DType::f64 ? kernels::cuda::DenseType::f64
+                         : t == DType::bf16 ? kernels::cuda::DenseType::bf16 : kernels::cuda::DenseType::f32;
+}
+Tensor contiguous_cuda(const Tensor& t, const char* op) {
+  if (t.is_contiguous()) return t.detach();
+  return detail::cuda_cast_contiguous(t, t.dtype(), op);
+}
+
+enum class PoolKind { max, avg, adaptive };
+
+// The three pools on CUDA: forward, and a backward closure that keeps only what it needs (max: the indices).
+Tensor pool_cuda(PoolKind kind, const char* op, const Tensor& x, const Pool2dGeom& g) {
+  namespace kc = kernels::cuda;
+  const int dev = x.device().index;
+  const kc::DenseType t = dense_type(x.dtype());
+  Tensor xc = contiguous_cuda(x, op);
+  Tensor y = empty(out_shape(x, g.OH, g.OW), x.options());
+  Tensor idx;
+  switch (kind) {
+    case PoolKind::max:
+      idx = empty(y.shape(), TensorOptions(DType::i64, x.device()));
+      kc::max_pool2d_forward(g, t, dev, xc.raw_data(), y.raw_data(), idx.data<int64_t>());
+      break;
+    case PoolKind::avg: kc::avg_pool2d_forward(g, t, dev, xc.raw_data(), y.raw_data()); break;
+    case PoolKind::adaptive: kc::adaptive_avg_pool2d_forward(g, t, dev, xc.raw_data(), y.raw_data()); break;
+  }
+  if (autograd::needs_grad({x})) {
+    autograd::record(op, y, {x}, [kind, op, g, idx, t, dev, xs = x.shape()](const Tensor& gy, const std::vector<bool>&) {
+      Tensor gyc = contiguous_cuda(gy, op);
+      Tensor gx = empty(xs, gyc.options());
+      switch (kind) {
+        case PoolKind::max: kc::max_pool2d_backward(g, t, dev, gyc.raw_data(), idx.data<int64_t>(), gx.raw_data()); break;
+        case PoolKind::avg: kc::avg_pool2d_backward(g, t, dev, gyc.raw_data(), gx.raw_data()); break;
+        case PoolKind::adaptive: kc::adaptive_avg_pool2d_backward(g, t, dev, gyc.raw_data(), gx.raw_data()); break;
+      }
+      return std::vector<Tensor>{gx};
+    });
+  }
+  return y;
+}
+#endif
+
 }  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   const Pool2dGeom g = pool_geom("max_pool2d", x, p);
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return pool_cuda(PoolKind::max, "max_pool2d", x, g);
+#endif
   Tensor xc = x.detach().contiguous();
   Tensor y = empty(out_shape(x, g.OH, g.OW), x.options());
   Tensor idx = empty(y.shape(), DType::i64);
@@ -85,6 +139,9 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
 
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
   const Pool2dGeom g = pool_geom("avg_pool2d", x, p);
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return pool_cuda(PoolKind::avg, "avg_pool2d", x, g);
+#endif
   Tensor xc = x.detach().contiguous();
   Tensor y = empty(out_shape(x, g.OH, g.OW), x.options());
   SIAM_DISPATCH_FLOAT(x.dtype(), "avg_pool2d",
@@ -111,6 +168,9 @@ Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size) 
   g.H = x.size(-2), g.W = x.size(-1);
   g.P = x.numel() / (g.H * g.W);
   g.OH = output_size[0], g.OW = output_size[1];
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return pool_cuda(PoolKind::adaptive, op, x, g);
+#endif
   Tensor xc = x.detach().contiguous();
   Tensor y = empty(out_shape(x, g.OH, g.OW), x.options());
   SIAM_DISPATCH_FLOAT(x.dtype(), op,

@@ -1,5 +1,6 @@
 // Front-ends of reductions and the softmax family. Reduced dims are moved last (a copy only when they are
-// not already the innermost ones), so every kernel sees contiguous (rows, cols) data.
+// not already the innermost ones), so every kernel sees contiguous (rows, cols) data. CUDA tensors go to
+// kernels/cuda/reduce with the same layouts.
 #include "engine/ops/reduce.h"
 
 #include <algorithm>
@@ -9,6 +10,8 @@
 #include "engine/ops/dispatch.h"
 #include "engine/ops/elementwise.h"
 #include "kernels/cpu/reduce.h"
+#include "kernels/cuda/reduce.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
@@ -55,7 +58,6 @@ Tensor rows_layout(const Tensor& x, const ReducePlan& p) {
 }
 
 Tensor reduce_raw(ReduceOp op, const char* name, const Tensor& x, const ReducePlan& p) {
-  ops::require_cpu(name, {x});
   ops::require_floating(name, x);
   int64_t cols = p.count, rows = cols == 0 ? shape_numel(p.keep_shape) : x.numel() / cols;
   Tensor out = empty(p.out_shape, x.options());
@@ -71,11 +73,21 @@ Tensor reduce_raw(ReduceOp op, const char* name, const Tensor& x, const ReducePl
   for (int64_t i = lead; i < x.dim(); ++i) prefix = prefix && !p.reduced[i];
   if (prefix) {
     Tensor xd = x.detach();
+    if (x.is_cuda()) {
+      SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                     kernels::cuda::reduce_outer(op, x.dtype(), cols, rows, xd.raw_data(), out.raw_data()));
+      return out;
+    }
     SIAM_DISPATCH_FLOAT(x.dtype(), name,
                         kernels::cpu::reduce_outer<scalar_t>(op, cols, rows, xd.data<scalar_t>(), out.data<scalar_t>()));
     return out;
   }
   Tensor xc = rows_layout(x, p);
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::reduce_rows(op, x.dtype(), rows, cols, xc.raw_data(), out.raw_data()));
+    return out;
+  }
   SIAM_DISPATCH_FLOAT(x.dtype(), name,
                       kernels::cpu::reduce_rows<scalar_t>(op, rows, cols, xc.data<scalar_t>(), out.data<scalar_t>()));
   return out;
@@ -160,7 +172,6 @@ Tensor norm(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
-  ops::require_cpu("argmax", {x});
   ops::require_floating("argmax", x);
   int64_t d = x.wrap_dim(dim, "argmax");
   Tensor xc = x.detach().transpose(d, -1).contiguous();
@@ -176,17 +187,22 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   }
   // rows of xc are in the order of x's dims with d moved last; the output wants d removed: same order
   // unless d was not last, where transpose swapped d with the last dim. Compute in that order, then fix.
-  Tensor idx = empty({rows}, DType::i64);
-  SIAM_DISPATCH_FLOAT(x.dtype(), "argmax", {
-    const scalar_t* p = xc.data<scalar_t>();
-    int64_t* o = idx.data<int64_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t best = 0;
-      for (int64_t c = 1; c < cols; ++c)
-        if (p[r * cols + c] > p[r * cols + best]) best = c;
-      o[r] = best;
-    }
-  });
+  Tensor idx = empty({rows}, TensorOptions(DType::i64, x.device()));
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::argmax_rows(x.dtype(), rows, cols, xc.raw_data(), idx.data<int64_t>()));
+  } else {
+    SIAM_DISPATCH_FLOAT(x.dtype(), "argmax", {
+      const scalar_t* p = xc.data<scalar_t>();
+      int64_t* o = idx.data<int64_t>();
+      for (int64_t r = 0; r < rows; ++r) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < cols; ++c)
+          if (p[r * cols + c] > p[r * cols + best]) best = c;
+        o[r] = best;
+      }
+    });
+  }
   if (x.dim() == 0) return idx.reshape({});
   Shape tshape = x.shape();
   std::swap(tshape[d], tshape.back());
@@ -198,7 +214,6 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
 namespace {
 Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
-  ops::require_cpu(name, {x});
   ops::require_floating(name, x);
   if (x.dim() == 0) return softmax_impl(x.reshape({1}), 0, log).reshape({});
   int64_t d = x.wrap_dim(dim, name);
@@ -206,14 +221,25 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
   Tensor xc = x.detach().transpose(d, last).contiguous();
   int64_t cols = x.shape()[d], rows = cols ? x.numel() / cols : 0;
   Tensor y = empty(xc.shape(), x.options());
-  SIAM_DISPATCH_FLOAT(x.dtype(), name,
-                      kernels::cpu::softmax_rows<scalar_t>(rows, cols, xc.data<scalar_t>(), y.data<scalar_t>(), log));
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::softmax_rows(x.dtype(), rows, cols, xc.raw_data(), y.raw_data(), log));
+  } else {
+    SIAM_DISPATCH_FLOAT(x.dtype(), name,
+                        kernels::cpu::softmax_rows<scalar_t>(rows, cols, xc.data<scalar_t>(), y.data<scalar_t>(), log));
+  }
   Tensor out = y.transpose(d, last).contiguous();
   if (autograd::needs_grad({x})) {
     Tensor yd = y;  // (transposed layout, contiguous)
     autograd::record(name, out, {x}, [yd, d, last, rows, cols, log, name](const Tensor& g, const std::vector<bool>&) {
       Tensor gc = g.transpose(d, last).contiguous();
       Tensor gx = empty(gc.shape(), gc.options());
+      if (gc.is_cuda()) {
+        SIAM_CUDA_ONLY(cuda::DeviceGuard dg(gc.device().index);
+                       kernels::cuda::softmax_backward_rows(gc.dtype(), rows, cols, gc.raw_data(), yd.raw_data(),
+                                                            gx.raw_data(), log));
+        return std::vector<Tensor>{gx.transpose(d, last).contiguous()};
+      }
       SIAM_DISPATCH_FLOAT(gc.dtype(), name,
                           kernels::cpu::softmax_backward_rows<scalar_t>(rows, cols, gc.data<scalar_t>(),
                                                                         yd.data<scalar_t>(), gx.data<scalar_t>(), log));
@@ -228,7 +254,6 @@ Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
 
 Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
-  ops::require_cpu("logsumexp", {x});
   ops::require_floating("logsumexp", x);
   ReducePlan p = plan_reduce(x, {dim}, keepdim, "logsumexp");
   Tensor xc = rows_layout(x, p);
@@ -236,8 +261,13 @@ Tensor logsumexp(const Tensor& x, int64_t dim, bool keepdim) {
   SIAM_CHECK(cols > 0, "logsumexp: empty dim ", dim, " in shape ", shape_str(x.shape()));
   int64_t rows = x.numel() / cols;
   Tensor out = empty(p.out_shape, x.options());
-  SIAM_DISPATCH_FLOAT(x.dtype(), "logsumexp",
-                      kernels::cpu::logsumexp_rows<scalar_t>(rows, cols, xc.data<scalar_t>(), out.data<scalar_t>()));
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::logsumexp_rows(x.dtype(), rows, cols, xc.raw_data(), out.raw_data()));
+  } else {
+    SIAM_DISPATCH_FLOAT(x.dtype(), "logsumexp",
+                        kernels::cpu::logsumexp_rows<scalar_t>(rows, cols, xc.data<scalar_t>(), out.data<scalar_t>()));
+  }
   if (autograd::needs_grad({x})) {
     Tensor xd = x.detach(), od = out.detach().reshape(p.keep_shape);
     Shape keep = p.keep_shape;

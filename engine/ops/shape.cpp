@@ -1,4 +1,5 @@
-// Joining, splitting, indexing and dropout front-ends.
+// Joining, splitting, indexing and dropout front-ends. Joining and splitting are views and copy_ (which
+// has a CUDA kernel); indexing and dropout dispatch on the device to kernels/cpu or kernels/cuda.
 #include "engine/ops/shape.h"
 
 #include "engine/autograd/node.h"
@@ -7,6 +8,9 @@
 #include "engine/ops/elementwise.h"
 #include "kernels/cpu/index.h"
 #include "kernels/cpu/random.h"
+#include "kernels/cuda/index.h"
+#include "kernels/cuda/random.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
@@ -18,7 +22,7 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   out_shape[d] = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
     const Tensor& t = ts[i];
-    ops::require_cpu("cat", {t});
+    ops::require_same_device("cat", t, first);
     SIAM_CHECK(t.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(t.dtype()), ", tensor 0 has ",
                dtype_name(first.dtype()));
     SIAM_CHECK(t.dim() == first.dim(), "cat: tensor ", i, " has shape ", shape_str(t.shape()), ", tensor 0 has ",
@@ -85,7 +89,10 @@ std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim) {
 }
 
 namespace {
-void check_index_range(const Tensor& idx, int64_t bound, const char* op, int64_t dim, const Shape& x_shape) {
+// Validated on the host: a CUDA index is copied back first (a synchronization; out-of-range indices would
+// otherwise read or write out of bounds on the device).
+void check_index_range(const Tensor& index, int64_t bound, const char* op, int64_t dim, const Shape& x_shape) {
+  Tensor idx = index.is_cpu() ? index : index.to(kCPU);
   const int64_t* p = idx.data<int64_t>();
   for (int64_t i = 0; i < idx.numel(); ++i)
     SIAM_CHECK(p[i] >= 0 && p[i] < bound, op, ": index ", p[i], " out of range [0, ", bound, ") for dim ", dim,
@@ -99,7 +106,7 @@ Tensor as_index(const Tensor& index, const char* op) {
 }  // namespace
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  ops::require_cpu("index_select", {x, index});
+  ops::require_same_device("index_select", x, index);
   ops::require_floating("index_select", x);
   int64_t d = x.wrap_dim(dim, "index_select");
   SIAM_CHECK(index.dim() <= 1, "index_select: index must be 1-D, got ", shape_str(index.shape()));
@@ -113,14 +120,26 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   out_shape[d] = idx.numel();
   Tensor out = empty(out_shape, x.options());
   int64_t nx = x.shape()[d], ni = idx.numel();
-  SIAM_DISPATCH_FLOAT(x.dtype(), "index_select",
-                      kernels::cpu::index_select<scalar_t>(outer, nx, inner, xc.data<scalar_t>(), idx.data<int64_t>(),
-                                                           ni, out.data<scalar_t>()));
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::index_select(x.dtype(), outer, nx, inner, xc.raw_data(), idx.data<int64_t>(), ni,
+                                               out.raw_data()));
+  } else {
+    SIAM_DISPATCH_FLOAT(x.dtype(), "index_select",
+                        kernels::cpu::index_select<scalar_t>(outer, nx, inner, xc.data<scalar_t>(), idx.data<int64_t>(),
+                                                             ni, out.data<scalar_t>()));
+  }
   if (autograd::needs_grad({x})) {
     Shape xs = x.shape();
     autograd::record("index_select", out, {x}, [idx, xs, outer, nx, inner, ni](const Tensor& g, const std::vector<bool>&) {
       Tensor gc = g.contiguous();
       Tensor gx = zeros(xs, gc.options());
+      if (gc.is_cuda()) {
+        SIAM_CUDA_ONLY(cuda::DeviceGuard dg(gc.device().index);
+                       kernels::cuda::index_add(gc.dtype(), outer, nx, inner, gx.raw_data(), idx.data<int64_t>(), ni,
+                                                gc.raw_data()));
+        return std::vector<Tensor>{gx};
+      }
       SIAM_DISPATCH_FLOAT(gc.dtype(), "index_select",
                           kernels::cpu::index_add<scalar_t>(outer, nx, inner, gx.data<scalar_t>(), idx.data<int64_t>(),
                                                             ni, gc.data<scalar_t>()));
@@ -141,7 +160,7 @@ void check_gather_shapes(const char* op, const Tensor& x, const Tensor& idx, int
 }  // namespace
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
-  ops::require_cpu("gather", {x, index});
+  ops::require_same_device("gather", x, index);
   ops::require_floating("gather", x);
   int64_t d = x.wrap_dim(dim, "gather");
   Tensor idx = as_index(index, "gather");
@@ -149,15 +168,41 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   check_index_range(idx, x.shape()[d], "gather", dim, x.shape());
   Tensor xd = x.detach();
   Tensor out = empty(idx.shape(), x.options());
-  SIAM_DISPATCH_FLOAT(x.dtype(), "gather",
-                      kernels::cpu::gather<scalar_t>(static_cast<int>(idx.dim()), idx.shape().data(), static_cast<int>(d),
-                                                     xd.data<scalar_t>(), xd.strides().data(), idx.data<int64_t>(),
-                                                     out.data<scalar_t>()));
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   if (idx.dim() == 0) {  // the kernels want a rank of at least 1
+                     const int64_t one = 1;
+                     kernels::cuda::gather(x.dtype(), 1, &one, 0, xd.raw_data(), &one, idx.data<int64_t>(),
+                                           out.raw_data());
+                   } else {
+                     kernels::cuda::gather(x.dtype(), static_cast<int>(idx.dim()), idx.shape().data(),
+                                           static_cast<int>(d), xd.raw_data(), xd.strides().data(),
+                                           idx.data<int64_t>(), out.raw_data());
+                   });
+  } else {
+    SIAM_DISPATCH_FLOAT(x.dtype(), "gather",
+                        kernels::cpu::gather<scalar_t>(static_cast<int>(idx.dim()), idx.shape().data(), static_cast<int>(d),
+                                                       xd.data<scalar_t>(), xd.strides().data(), idx.data<int64_t>(),
+                                                       out.data<scalar_t>()));
+  }
   if (autograd::needs_grad({x})) {
     Shape xs = x.shape();
     autograd::record("gather", out, {x}, [idx, xs, d](const Tensor& g, const std::vector<bool>&) {
       Tensor gc = g.contiguous();
       Tensor gx = zeros(xs, gc.options());
+      if (gc.is_cuda()) {
+        SIAM_CUDA_ONLY(cuda::DeviceGuard dg(gc.device().index);
+                       if (idx.dim() == 0) {
+                         const int64_t one = 1;
+                         kernels::cuda::scatter_add(gc.dtype(), 1, &one, 0, gx.raw_data(), &one, idx.data<int64_t>(),
+                                                    gc.raw_data());
+                       } else {
+                         kernels::cuda::scatter_add(gc.dtype(), static_cast<int>(idx.dim()), idx.shape().data(),
+                                                    static_cast<int>(d), gx.raw_data(), gx.strides().data(),
+                                                    idx.data<int64_t>(), gc.raw_data());
+                       });
+        return std::vector<Tensor>{gx};
+      }
       SIAM_DISPATCH_FLOAT(gc.dtype(), "gather",
                           kernels::cpu::scatter_add<scalar_t>(static_cast<int>(idx.dim()), idx.shape().data(),
                                                               static_cast<int>(d), gx.data<scalar_t>(),
@@ -170,7 +215,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& src) {
-  ops::require_cpu("scatter_add", {x, index, src});
+  ops::require_same_device("scatter_add", x, index);
+  ops::require_same_device("scatter_add", x, src);
   ops::require_floating("scatter_add", x);
   ops::require_same_dtype("scatter_add", x, src);
   int64_t d = x.wrap_dim(dim, "scatter_add");
@@ -185,11 +231,24 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
   Tensor srcc = src.detach();
   for (int64_t k = 0; k < idx.dim(); ++k) srcc = srcc.narrow(k, 0, idx.shape()[k]);
   srcc = srcc.contiguous();
-  SIAM_DISPATCH_FLOAT(x.dtype(), "scatter_add",
-                      kernels::cpu::scatter_add<scalar_t>(static_cast<int>(idx.dim()), idx.shape().data(),
-                                                          static_cast<int>(d), out.data<scalar_t>(),
-                                                          out.strides().data(), idx.data<int64_t>(),
-                                                          srcc.data<scalar_t>()));
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   if (idx.dim() == 0) {
+                     const int64_t one = 1;
+                     kernels::cuda::scatter_add(x.dtype(), 1, &one, 0, out.raw_data(), &one, idx.data<int64_t>(),
+                                                srcc.raw_data());
+                   } else {
+                     kernels::cuda::scatter_add(x.dtype(), static_cast<int>(idx.dim()), idx.shape().data(),
+                                                static_cast<int>(d), out.raw_data(), out.strides().data(),
+                                                idx.data<int64_t>(), srcc.raw_data());
+                   });
+  } else {
+    SIAM_DISPATCH_FLOAT(x.dtype(), "scatter_add",
+                        kernels::cpu::scatter_add<scalar_t>(static_cast<int>(idx.dim()), idx.shape().data(),
+                                                            static_cast<int>(d), out.data<scalar_t>(),
+                                                            out.strides().data(), idx.data<int64_t>(),
+                                                            srcc.data<scalar_t>()));
+  }
   if (autograd::needs_grad({x, src})) {
     Shape ss = src.shape();
     autograd::record("scatter_add", out, {x, src}, [idx, ss, d](const Tensor& g, const std::vector<bool>& need) {
@@ -210,13 +269,17 @@ Tensor scatter_add(const Tensor& x, int64_t dim, const Tensor& index, const Tens
 Tensor dropout(const Tensor& x, double p, bool training) {
   SIAM_CHECK(p >= 0.0 && p <= 1.0, "dropout: probability ", p, " outside [0, 1]");
   if (!training || p == 0.0) return x;
-  ops::require_cpu("dropout", {x});
   ops::require_floating("dropout", x);
   if (p == 1.0) return mul(x, 0.0);
   Generator& gen = default_generator();
-  Tensor mask = empty(x.shape(), DType::u8);
+  Tensor mask = empty(x.shape(), TensorOptions(DType::u8, x.device()));
   uint64_t off = gen.advance(static_cast<uint64_t>(x.numel()));
-  kernels::cpu::bernoulli_keep(x.numel(), gen.seed(), kStreamDropout, off, p, mask.data<uint8_t>());
+  if (x.is_cuda()) {
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                   kernels::cuda::bernoulli_keep(mask.data<uint8_t>(), x.numel(), gen.seed(), kStreamDropout, off, p));
+  } else {
+    kernels::cpu::bernoulli_keep(x.numel(), gen.seed(), kStreamDropout, off, p, mask.data<uint8_t>());
+  }
   Tensor scale_mask = mul(mask.to(x.dtype()), 1.0 / (1.0 - p));  // values 0 or 1/(1-p)
   Tensor out;
   {

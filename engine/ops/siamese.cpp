@@ -12,11 +12,47 @@ namespace siam {
 
 namespace {
 
-void check_matrix(const char* op, const char* what, const Tensor& t) {
+// allow_half: bf16/f16 inputs are accepted and computed in f32 (compute_dtype).
+void check_matrix(const char* op, const char* what, const Tensor& t, bool allow_half = false) {
   SIAM_CHECK(t.defined(), op, ": ", what, " is undefined");
   ops::require_cpu(op, {t});
-  ops::require_floating(op, t);
+  if (allow_half)
+    SIAM_CHECK(is_floating(t.dtype()), op, ": ", what, " must be a floating tensor (f32, f64, bf16, f16), got ",
+               dtype_name(t.dtype()), " of shape ", shape_str(t.shape()));
+  else
+    ops::require_floating(op, t);
   SIAM_CHECK(t.dim() == 2, op, ": ", what, " must be (N, D), got ", shape_str(t.shape()));
+}
+
+// The dtype the kernels run in: f64 for f64 inputs, f32 otherwise (bf16/f16 inputs accumulate in f32).
+DType compute_dtype(const Tensor& t) { return t.dtype() == DType::f64 ? DType::f64 : DType::f32; }
+
+// Rows of `parts` (each (n_k, D)) stacked into one contiguous (sum n_k, D) tensor of dtype dt (no history).
+Tensor stack_rows(const std::vector<Tensor>& parts, DType dt) {
+  int64_t rows = 0;
+  for (const Tensor& p : parts) rows += p.size(0);
+  Tensor x = empty({rows, parts[0].size(1)}, TensorOptions(dt));
+  int64_t r = 0;
+  for (const Tensor& p : parts) {
+    x.narrow(0, r, p.size(0)).copy_(p.detach());
+    r += p.size(0);
+  }
+  return x;
+}
+
+// dz (rows, D) <- the normalization's backward, in place (nothing when not normalized).
+void normalize_backward_inplace(bool normalize, const Tensor& z, const Tensor& rnorm, Tensor& dz) {
+  if (!normalize) return;
+  SIAM_DISPATCH_FLOAT(z.dtype(), "infonce",
+                      kernels::cpu::infonce_normalize_backward<scalar_t>(z.size(0), z.size(1), z.data<scalar_t>(),
+                                                                         rnorm.data<scalar_t>(), dz.data<scalar_t>(),
+                                                                         dz.data<scalar_t>()));
+}
+
+// Rows [start, start + n) of d as a gradient of dtype dt (the input's).
+Tensor grad_rows(const Tensor& d, int64_t start, int64_t n, DType dt) {
+  Tensor g = d.narrow(0, start, n);
+  return g.dtype() == dt ? g : g.to(dt);
 }
 
 void check_temperature(const char* op, double t) {
@@ -40,8 +76,8 @@ Tensor prepare_rows(const Tensor& x, bool normalize, Tensor* rnorm) {
 
 Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool normalize) {
   const char* op = "nt_xent";
-  check_matrix(op, "z1", z1);
-  check_matrix(op, "z2", z2);
+  check_matrix(op, "z1", z1, /*allow_half=*/true);
+  check_matrix(op, "z2", z2, /*allow_half=*/true);
   ops::require_same_dtype(op, z1, z2);
   SIAM_CHECK(z1.shape() == z2.shape(), op, ": the two views must have the same shape, got z1 ", shape_str(z1.shape()),
              " and z2 ", shape_str(z2.shape()));
@@ -49,9 +85,7 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
              shape_str(z1.shape()));
   check_temperature(op, temperature);
   const int64_t n = z1.size(0), d = z1.size(1);
-  Tensor x = empty({2 * n, d}, z1.options());  // (2N, D) rows [z1; z2]
-  x.narrow(0, 0, n).copy_(z1.detach());
-  x.narrow(0, n, n).copy_(z2.detach());
+  Tensor x = stack_rows({z1, z2}, compute_dtype(z1));  // (2N, D) rows [z1; z2], f32 for bf16/f16 inputs
   Tensor rnorm;
   Tensor z = prepare_rows(x, normalize, &rnorm);  // (2N, D)
   kernels::cpu::InfonceArgs args;
@@ -61,15 +95,16 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
   args.pos_offset = n;
   args.self = true;
   args.temperature = temperature;
-  Tensor lse = empty({2 * n}, z1.options());  // (2N)
+  Tensor lse = empty({2 * n}, z.options());  // (2N)
   double loss = 0;
   SIAM_DISPATCH_FLOAT(z.dtype(), op,
                       loss = kernels::cpu::infonce_forward<scalar_t>(args, z.data<scalar_t>(), nullptr, nullptr,
                                                                      lse.data<scalar_t>()));
-  Tensor out = full({}, loss, z1.options());
+  Tensor out = full({}, loss, z.options());
   if (autograd::needs_grad({z1, z2})) {
     autograd::record(op, out, {z1, z2},
-                     [args, z, lse, rnorm, normalize, n](const Tensor& g, const std::vector<bool>& need) {
+                     [args, z, lse, rnorm, normalize, n, dt = z1.dtype()](
+                         const Tensor& g, const std::vector<bool>& need) {
                        Tensor dz = empty(z.shape(), z.options());  // (2N, D)
                        SIAM_DISPATCH_FLOAT(z.dtype(), "nt_xent", {
                          const scalar_t gv = static_cast<scalar_t>(g.item());
@@ -80,8 +115,8 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
                                args.rows, args.dim, z.data<scalar_t>(), rnorm.data<scalar_t>(), dz.data<scalar_t>(),
                                dz.data<scalar_t>());
                        });
-                       return std::vector<Tensor>{need[0] ? dz.narrow(0, 0, n) : Tensor(),
-                                                  need[1] ? dz.narrow(0, n, n) : Tensor()};
+                       return std::vector<Tensor>{need[0] ? grad_rows(dz, 0, n, dt) : Tensor(),
+                                                  need[1] ? grad_rows(dz, n, n, dt) : Tensor()};
                      });
   }
   return out;
@@ -118,19 +153,20 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
                                                                      zc.data<scalar_t>(), lse.data<scalar_t>()));
   Tensor out = full({}, loss, q.options());
   if (autograd::needs_grad({q})) {
-    autograd::record(op, out, {q}, [args, zq, zk, zc, lse, rnorm, normalize](const Tensor& g, const std::vector<bool>&) {
-      Tensor dq = empty(zq.shape(), zq.options());  // (N, D)
-      SIAM_DISPATCH_FLOAT(zq.dtype(), "moco_infonce", {
-        const scalar_t gv = static_cast<scalar_t>(g.item());
-        kernels::cpu::infonce_backward<scalar_t>(args, gv, zq.data<scalar_t>(), zk.data<scalar_t>(),
-                                                 zc.data<scalar_t>(), lse.data<scalar_t>(), dq.data<scalar_t>());
-        if (normalize)
-          kernels::cpu::infonce_normalize_backward<scalar_t>(args.rows, args.dim, zq.data<scalar_t>(),
-                                                             rnorm.data<scalar_t>(), dq.data<scalar_t>(),
-                                                             dq.data<scalar_t>());
-      });
-      return std::vector<Tensor>{dq};
-    });
+    autograd::record(
+        op, out, {q}, [args, zq, zk, zc, lse, rnorm, normalize](const Tensor& g, const std::vector<bool>&) {
+          Tensor dq = empty(zq.shape(), zq.options());  // (N, D)
+          SIAM_DISPATCH_FLOAT(zq.dtype(), "moco_infonce", {
+            const scalar_t gv = static_cast<scalar_t>(g.item());
+            kernels::cpu::infonce_backward<scalar_t>(args, gv, zq.data<scalar_t>(), zk.data<scalar_t>(),
+                                                     zc.data<scalar_t>(), lse.data<scalar_t>(), dq.data<scalar_t>());
+            if (normalize)
+              kernels::cpu::infonce_normalize_backward<scalar_t>(args.rows, args.dim, zq.data<scalar_t>(),
+                                                                 rnorm.data<scalar_t>(), dq.data<scalar_t>(),
+                                                                 dq.data<scalar_t>());
+          });
+          return std::vector<Tensor>{dq};
+        });
   }
   return out;
 }
@@ -142,8 +178,8 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
   ops::require_same_dtype(op, z1, z2);
   SIAM_CHECK(z1.shape() == z2.shape(), op, ": the two views must have the same shape, got z1 ", shape_str(z1.shape()),
              " and z2 ", shape_str(z2.shape()));
-  SIAM_CHECK(z1.size(0) >= 2 && z1.size(1) >= 1, op, ": batch standardization needs at least 2 samples and 1 feature, got ",
-             shape_str(z1.shape()));
+  SIAM_CHECK(z1.size(0) >= 2 && z1.size(1) >= 1, op,
+             ": batch standardization needs at least 2 samples and 1 feature, got ", shape_str(z1.shape()));
   SIAM_CHECK(std::isfinite(lambda) && lambda >= 0, op, ": lambda must be finite and >= 0, got ", lambda);
   SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
   const int64_t n = z1.size(0), d = z1.size(1);
@@ -159,15 +195,193 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
                                                                    r2.data<scalar_t>(), c.data<scalar_t>()));
   Tensor out = full({}, loss, z1.options());
   if (autograd::needs_grad({z1, z2})) {
-    autograd::record(op, out, {z1, z2}, [n, d, lambda, zh1, zh2, r1, r2, c](const Tensor& g, const std::vector<bool>& need) {
-      Tensor d1 = empty({n, d}, zh1.options()), d2 = empty({n, d}, zh1.options());  // (N, D)
-      SIAM_DISPATCH_FLOAT(zh1.dtype(), "barlow_twins_loss",
-                          kernels::cpu::xcorr_backward<scalar_t>(
-                              n, d, static_cast<scalar_t>(g.item()), lambda, zh1.data<scalar_t>(),
-                              zh2.data<scalar_t>(), r1.data<scalar_t>(), r2.data<scalar_t>(), c.data<scalar_t>(),
-                              d1.data<scalar_t>(), d2.data<scalar_t>()));
-      return std::vector<Tensor>{need[0] ? d1 : Tensor(), need[1] ? d2 : Tensor()};
-    });
+    autograd::record(op, out, {z1, z2},
+                     [n, d, lambda, zh1, zh2, r1, r2, c](const Tensor& g, const std::vector<bool>& need) {
+                       Tensor d1 = empty({n, d}, zh1.options()), d2 = empty({n, d}, zh1.options());  // (N, D)
+                       SIAM_DISPATCH_FLOAT(zh1.dtype(), "barlow_twins_loss",
+                                           kernels::cpu::xcorr_backward<scalar_t>(
+                                               n, d, static_cast<scalar_t>(g.item()), lambda, zh1.data<scalar_t>(),
+                                               zh2.data<scalar_t>(), r1.data<scalar_t>(), r2.data<scalar_t>(),
+                                               c.data<scalar_t>(), d1.data<scalar_t>(), d2.data<scalar_t>()));
+                       return std::vector<Tensor>{need[0] ? d1 : Tensor(), need[1] ? d2 : Tensor()};
+                     });
+  }
+  return out;
+}
+
+// ---- the other InfoNCE forms (kernels/cpu/infonce.h: supcon_*, clip_*, infonce_gathered_*) ----
+
+namespace {
+
+// SupCon over the rows of `parts` stacked (each (n_k, D)), labels (M) i64; gradients split back per part.
+Tensor multi_positive(const char* op, const std::vector<Tensor>& parts, const Tensor& labels, double temperature,
+                      bool normalize) {
+  const DType dt = parts[0].dtype();
+  Tensor x = stack_rows(parts, compute_dtype(parts[0]));  // (M, D)
+  Tensor rnorm;
+  Tensor z = prepare_rows(x, normalize, &rnorm);  // (M, D)
+  const int64_t M = z.size(0), D = z.size(1);
+  Tensor lab = labels.contiguous();  // (M) i64
+  Tensor lse = empty({M}, z.options());  // (M)
+  double loss = 0;
+  SIAM_DISPATCH_FLOAT(z.dtype(), op,
+                      loss = kernels::cpu::supcon_forward<scalar_t>(M, D, temperature, z.data<scalar_t>(),
+                                                                    lab.data<int64_t>(), lse.data<scalar_t>()));
+  Tensor out = full({}, loss, z.options());
+  if (autograd::needs_grad(parts)) {
+    std::vector<int64_t> sizes;
+    for (const Tensor& p : parts) sizes.push_back(p.size(0));
+    autograd::record(op, out, parts,
+                     [op, z, lab, lse, rnorm, normalize, temperature, sizes, dt](const Tensor& g,
+                                                                                const std::vector<bool>& need) {
+                       Tensor dz = empty(z.shape(), z.options());  // (M, D)
+                       SIAM_DISPATCH_FLOAT(z.dtype(), op,
+                                           kernels::cpu::supcon_backward<scalar_t>(
+                                               z.size(0), z.size(1), temperature, static_cast<scalar_t>(g.item()),
+                                               z.data<scalar_t>(), lab.data<int64_t>(), lse.data<scalar_t>(),
+                                               dz.data<scalar_t>()));
+                       normalize_backward_inplace(normalize, z, rnorm, dz);
+                       std::vector<Tensor> grads;
+                       int64_t r = 0;
+                       for (size_t k = 0; k < sizes.size(); ++k) {
+                         grads.push_back(need[k] ? grad_rows(dz, r, sizes[k], dt) : Tensor());
+                         r += sizes[k];
+                       }
+                       return grads;
+                     });
+  }
+  return out;
+}
+
+}  // namespace
+
+Tensor supcon(const Tensor& z, const Tensor& labels, double temperature, bool normalize) {
+  const char* op = "supcon";
+  check_matrix(op, "z", z, /*allow_half=*/true);
+  SIAM_CHECK(z.size(0) >= 1 && z.size(1) >= 1, op, ": needs at least one row and one feature, got z ",
+             shape_str(z.shape()));
+  SIAM_CHECK(labels.defined(), op, ": labels is undefined");
+  ops::require_cpu(op, {labels});
+  SIAM_CHECK(labels.dtype() == DType::i64 && labels.dim() == 1 && labels.size(0) == z.size(0), op,
+             ": labels must be an i64 vector of one label per row (", z.size(0), "), got ", dtype_name(labels.dtype()),
+             " ", shape_str(labels.shape()));
+  check_temperature(op, temperature);
+  return multi_positive(op, {z}, labels, temperature, normalize);
+}
+
+Tensor nt_xent_multi(const std::vector<Tensor>& views, double temperature, bool normalize) {
+  const char* op = "nt_xent_multi";
+  SIAM_CHECK(views.size() >= 2, op, ": needs at least 2 views, got ", views.size());
+  for (size_t v = 0; v < views.size(); ++v) {
+    check_matrix(op, "a view", views[v], /*allow_half=*/true);
+    SIAM_CHECK(views[v].shape() == views[0].shape(), op, ": all views must have the same shape, got view 0 ",
+               shape_str(views[0].shape()), " and view ", v, " ", shape_str(views[v].shape()));
+    ops::require_same_dtype(op, views[0], views[v]);
+  }
+  SIAM_CHECK(views[0].size(0) >= 1 && views[0].size(1) >= 1, op, ": needs at least one sample and one feature, got ",
+             shape_str(views[0].shape()));
+  check_temperature(op, temperature);
+  const int64_t n = views[0].size(0), V = static_cast<int64_t>(views.size());
+  std::vector<int64_t> lab(V * n);  // row v * N + s has label s
+  for (int64_t i = 0; i < V * n; ++i) lab[i] = i % n;
+  return multi_positive(op, views, from_vector_i64(lab, {V * n}), temperature, normalize);
+}
+
+Tensor clip_loss(const Tensor& a, const Tensor& b, double temperature, bool normalize) {
+  const char* op = "clip_loss";
+  check_matrix(op, "a", a, /*allow_half=*/true);
+  check_matrix(op, "b", b, /*allow_half=*/true);
+  ops::require_same_dtype(op, a, b);
+  SIAM_CHECK(a.shape() == b.shape(), op, ": the two modalities must have the same shape, got a ",
+             shape_str(a.shape()), " and b ", shape_str(b.shape()));
+  SIAM_CHECK(a.size(0) >= 1 && a.size(1) >= 1, op, ": needs at least one pair and one feature, got ",
+             shape_str(a.shape()));
+  check_temperature(op, temperature);
+  const DType dt = a.dtype(), cdt = compute_dtype(a);
+  const int64_t n = a.size(0), d = a.size(1);
+  Tensor ra, rb;
+  Tensor za = prepare_rows(stack_rows({a}, cdt), normalize, &ra);  // (N, D)
+  Tensor zb = prepare_rows(stack_rows({b}, cdt), normalize, &rb);  // (N, D)
+  Tensor la = empty({n}, za.options()), lb = empty({n}, za.options());  // (N) row and column logsumexp
+  double loss = 0;
+  SIAM_DISPATCH_FLOAT(cdt, op,
+                      loss = kernels::cpu::clip_forward<scalar_t>(n, d, temperature, za.data<scalar_t>(),
+                                                                  zb.data<scalar_t>(), la.data<scalar_t>(),
+                                                                  lb.data<scalar_t>()));
+  Tensor out = full({}, loss, za.options());
+  if (autograd::needs_grad({a, b})) {
+    autograd::record(op, out, {a, b},
+                     [za, zb, ra, rb, la, lb, normalize, temperature, n, d, dt](const Tensor& g,
+                                                                                const std::vector<bool>& need) {
+                       Tensor da = need[0] ? empty({n, d}, za.options()) : Tensor();  // (N, D)
+                       Tensor db = need[1] ? empty({n, d}, za.options()) : Tensor();  // (N, D)
+                       SIAM_DISPATCH_FLOAT(za.dtype(), "clip_loss",
+                                           kernels::cpu::clip_backward<scalar_t>(
+                                               n, d, temperature, static_cast<scalar_t>(g.item()), za.data<scalar_t>(),
+                                               zb.data<scalar_t>(), la.data<scalar_t>(), lb.data<scalar_t>(),
+                                               need[0] ? da.data<scalar_t>() : nullptr,
+                                               need[1] ? db.data<scalar_t>() : nullptr));
+                       if (need[0]) normalize_backward_inplace(normalize, za, ra, da);
+                       if (need[1]) normalize_backward_inplace(normalize, zb, rb, db);
+                       return std::vector<Tensor>{need[0] ? grad_rows(da, 0, n, dt) : Tensor(),
+                                                  need[1] ? grad_rows(db, 0, n, dt) : Tensor()};
+                     });
+  }
+  return out;
+}
+
+Tensor nt_xent_gathered(const Tensor& z1, const Tensor& z2, const Tensor& g1, const Tensor& g2, int64_t offset,
+                        double temperature, bool normalize) {
+  const char* op = "nt_xent_gathered";
+  check_matrix(op, "z1", z1, /*allow_half=*/true);
+  check_matrix(op, "z2", z2, /*allow_half=*/true);
+  check_matrix(op, "g1", g1, /*allow_half=*/true);
+  check_matrix(op, "g2", g2, /*allow_half=*/true);
+  ops::require_same_dtype(op, z1, z2);
+  ops::require_same_dtype(op, z1, g1);
+  ops::require_same_dtype(op, z1, g2);
+  SIAM_CHECK(z1.shape() == z2.shape(), op, ": the two local views must have the same shape, got z1 ",
+             shape_str(z1.shape()), " and z2 ", shape_str(z2.shape()));
+  SIAM_CHECK(g1.shape() == g2.shape(), op, ": the two gathered views must have the same shape, got g1 ",
+             shape_str(g1.shape()), " and g2 ", shape_str(g2.shape()));
+  SIAM_CHECK(g1.size(1) == z1.size(1), op, ": gathered g1 ", shape_str(g1.shape()), " must have the feature dim of z1 ",
+             shape_str(z1.shape()));
+  SIAM_CHECK(z1.size(0) >= 1 && z1.size(1) >= 1, op, ": needs at least one sample and one feature, got z1 ",
+             shape_str(z1.shape()));
+  SIAM_CHECK(offset >= 0 && offset + z1.size(0) <= g1.size(0), op, ": this rank's rows [", offset, ", ",
+             offset + z1.size(0), ") must lie within the gathered rows [0, ", g1.size(0), ")");
+  check_temperature(op, temperature);
+  const DType dt = z1.dtype(), cdt = compute_dtype(z1);
+  const int64_t n = z1.size(0), m = g1.size(0), d = z1.size(1);
+  Tensor rx, rg;
+  Tensor x = prepare_rows(stack_rows({z1, z2}, cdt), normalize, &rx);  // (2n, D) local rows
+  Tensor gz = prepare_rows(stack_rows({g1, g2}, cdt), normalize, &rg);  // (2m, D) gathered columns
+  Tensor lse = empty({2 * n}, x.options());  // (2n)
+  double loss = 0;
+  SIAM_DISPATCH_FLOAT(cdt, op,
+                      loss = kernels::cpu::infonce_gathered_forward<scalar_t>(
+                          n, m, offset, d, temperature, x.data<scalar_t>(), gz.data<scalar_t>(), lse.data<scalar_t>()));
+  Tensor out = full({}, loss, x.options());
+  if (autograd::needs_grad({z1, z2, g1, g2})) {
+    autograd::record(
+        op, out, {z1, z2, g1, g2},
+        [x, gz, rx, rg, lse, normalize, temperature, n, m, d, offset, dt](const Tensor& g,
+                                                                           const std::vector<bool>& need) {
+          const bool rows = need[0] || need[1], cols = need[2] || need[3];
+          Tensor dx = rows ? empty({2 * n, d}, x.options()) : Tensor();   // (2n, D) row pass
+          Tensor dg = cols ? empty({2 * m, d}, x.options()) : Tensor();   // (2m, D) column pass
+          SIAM_DISPATCH_FLOAT(x.dtype(), "nt_xent_gathered",
+                              kernels::cpu::infonce_gathered_backward<scalar_t>(
+                                  n, m, offset, d, temperature, static_cast<scalar_t>(g.item()), x.data<scalar_t>(),
+                                  gz.data<scalar_t>(), lse.data<scalar_t>(), rows ? dx.data<scalar_t>() : nullptr,
+                                  cols ? dg.data<scalar_t>() : nullptr));
+          if (rows) normalize_backward_inplace(normalize, x, rx, dx);
+          if (cols) normalize_backward_inplace(normalize, gz, rg, dg);
+          return std::vector<Tensor>{need[0] ? grad_rows(dx, 0, n, dt) : Tensor(),
+                                     need[1] ? grad_rows(dx, n, n, dt) : Tensor(),
+                                     need[2] ? grad_rows(dg, 0, m, dt) : Tensor(),
+                                     need[3] ? grad_rows(dg, m, m, dt) : Tensor()};
+        });
   }
   return out;
 }

@@ -1,10 +1,33 @@
 #include "engine/optim/lars.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "engine/ops/elementwise.h"
+#include "kernels/cpu/multi_tensor.h"
 
 namespace siam::optim {
+
+namespace {
+
+namespace kc = kernels::cpu;
+
+// True when no parameter after p in its group has a gradient: Optimizer::step() calls update() for p last.
+bool last_with_grad(const ParamGroup& group, const Tensor& p) {
+  size_t i = 0;
+  while (i < group.params.size() && !group.params[i].same(p)) ++i;
+  for (++i; i < group.params.size(); ++i)
+    if (group.params[i].grad().defined()) return false;
+  return true;
+}
+
+bool fusable(const Tensor& p, const Tensor* buf) {
+  const bool ok = p.is_cpu() && p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
+  return ok && (!buf || (buf->is_cpu() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
+                         buf->shape() == p.shape()));
+}
+
+}  // namespace
 
 LARS::LARS(std::vector<Tensor> params, const LARSOptions& options) : LARS(single_group(std::move(params)), options) {}
 
@@ -18,6 +41,28 @@ LARS::LARS(std::vector<ParamGroupSpec> groups, const LARSOptions& o)
 }
 
 void LARS::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor& g) {
+  // Left over from a step that threw part-way (a later gradient of the wrong shape): start afresh.
+  if (pending_group_ != &group || (!pending_.empty() && index <= pending_.back().index)) pending_.clear();
+  pending_group_ = &group;
+  const Tensor* buf = nullptr;
+  if (group.momentum != 0) {
+    auto& st = state(index);
+    auto it = st.find("momentum_buffer");
+    if (it != st.end()) buf = &it->second;
+  }
+  const bool fuse = fusable(p, buf) && g.is_cpu() && g.dtype() == p.dtype();
+  if (fuse)
+    pending_.push_back({index, p, g.contiguous()});
+  else
+    update_one(group, index, p, g);
+  if (last_with_grad(group, p)) {
+    flush(group);
+    pending_.clear();
+  }
+}
+
+// One parameter through engine ops (the formulas of lars.h).
+void LARS::update_one(const ParamGroup& group, size_t index, Tensor& p, const Tensor& g) {
   Tensor d = g;
   double scaled_lr = group.lr;
   if (!group.lars_exclude) {
@@ -41,6 +86,69 @@ void LARS::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor
   } else {
     p.add_(v, -1.0);
   }
+}
+
+namespace {
+
+// The pending parameters of one dtype as pointer arrays.
+template <class T>
+struct Batch {
+  std::vector<T*> p, v;
+  std::vector<const T*> g;
+  std::vector<int64_t> numel;
+};
+
+template <class T>
+void lars_pass(const Batch<T>& b, const ParamGroup& group, const LARSOptions& o) {
+  const size_t n = b.numel.size();
+  if (n == 0) return;
+  const kc::MtPlan plan = kc::mt_plan(b.numel.data(), static_cast<int64_t>(n));
+  const double wd = group.lars_exclude ? 0.0 : group.weight_decay;
+  std::vector<double> wds(n, wd), slr(n, group.lr);
+  if (!group.lars_exclude) {
+    std::vector<double> p_sq(n, 0.0), d_sq(n, 0.0);
+    kc::mt_lars_norms<T>(plan, wd, b.p.data(), b.g.data(), p_sq.data(), d_sq.data());
+    for (size_t i = 0; i < n; ++i) {
+      const double pn = std::sqrt(p_sq[i]), dn = std::sqrt(d_sq[i]);
+      const double trust = pn > 0 && dn > 0 ? o.eta * pn / dn : 1.0;
+      slr[i] = o.clip_lr ? std::min(trust, group.lr) : group.lr * trust;
+    }
+  }
+  kc::MtLarsArgs a;
+  a.momentum = group.momentum;
+  a.nesterov = o.nesterov;
+  kc::mt_lars<T>(plan, a, wds.data(), slr.data(), b.p.data(), b.g.data(), group.momentum != 0 ? b.v.data() : nullptr);
+}
+
+}  // namespace
+
+void LARS::flush(const ParamGroup& group) {
+  if (pending_.empty()) return;
+  Batch<float> b32;
+  Batch<double> b64;
+  for (Pending& e : pending_) {
+    Tensor* buf = nullptr;
+    if (group.momentum != 0) {
+      auto& st = state(e.index);
+      auto it = st.find("momentum_buffer");
+      if (it == st.end()) it = st.emplace("momentum_buffer", zeros_like(e.p)).first;
+      buf = &it->second;
+    }
+    if (e.p.numel() == 0) continue;
+    if (e.p.dtype() == DType::f32) {
+      b32.p.push_back(e.p.data<float>());
+      b32.g.push_back(e.g.data<float>());
+      b32.v.push_back(buf ? buf->data<float>() : nullptr);
+      b32.numel.push_back(e.p.numel());
+    } else {
+      b64.p.push_back(e.p.data<double>());
+      b64.g.push_back(e.g.data<double>());
+      b64.v.push_back(buf ? buf->data<double>() : nullptr);
+      b64.numel.push_back(e.p.numel());
+    }
+  }
+  lars_pass(b32, group, opt_);
+  lars_pass(b64, group, opt_);
 }
 
 }  // namespace siam::optim

@@ -9,7 +9,14 @@
 //   p -= nesterov ? momentum * v + scaled_lr * d : v
 // Unlike torch's SGD the buffer holds lr-scaled updates, so an lr change takes effect through the buffer
 // gradually (this is what the TF and optax versions do).
+// Step: update() collects a group's parameters and, at the group's last parameter with a gradient, runs two
+// multi-tensor passes over all of them (kernels/cpu/multi_tensor.h): mt_lars_norms for every ||p|| and ||d||
+// (skipped in a lars_exclude group), then mt_lars for the momentum and the update, per dtype. Parameters the
+// fused passes cannot take (not contiguous f32/f64 CPU tensors, or a loaded buffer of another dtype or shape)
+// are updated one at a time by the same formulas through engine ops.
 #pragma once
+#include <vector>
+
 #include "engine/optim/optimizer.h"
 
 namespace siam::optim {
@@ -34,7 +41,16 @@ class LARS : public Optimizer {
   void update(const ParamGroup& group, size_t index, Tensor& p, const Tensor& g) override;
 
  private:
+  struct Pending {
+    size_t index;
+    Tensor p, g;  // g contiguous
+  };
+  void update_one(const ParamGroup& group, size_t index, Tensor& p, const Tensor& g);
+  void flush(const ParamGroup& group);
+
   LARSOptions opt_;
+  const ParamGroup* pending_group_ = nullptr;
+  std::vector<Pending> pending_;  // the current group's parameters awaiting the fused passes
 };
 
 }  // namespace siam::optim

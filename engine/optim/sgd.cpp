@@ -1,8 +1,30 @@
 #include "engine/optim/sgd.h"
 
 #include "engine/ops/elementwise.h"
+#include "kernels/cpu/multi_tensor.h"
 
 namespace siam::optim {
+
+namespace {
+
+namespace kc = kernels::cpu;
+
+// True when no parameter after p in its group has a gradient: Optimizer::step() calls update() for p last.
+bool last_with_grad(const ParamGroup& group, const Tensor& p) {
+  size_t i = 0;
+  while (i < group.params.size() && !group.params[i].same(p)) ++i;
+  for (++i; i < group.params.size(); ++i)
+    if (group.params[i].grad().defined()) return false;
+  return true;
+}
+
+bool fusable(const Tensor& p, const Tensor* buf) {
+  const bool ok = p.is_cpu() && p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
+  return ok && (!buf || (buf->is_cpu() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
+                         buf->shape() == p.shape()));
+}
+
+}  // namespace
 
 SGD::SGD(std::vector<Tensor> params, const SGDOptions& options) : SGD(single_group(std::move(params)), options) {}
 
@@ -17,6 +39,28 @@ SGD::SGD(std::vector<ParamGroupSpec> groups, const SGDOptions& o)
 }
 
 void SGD::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor& g) {
+  // Left over from a step that threw part-way (a later gradient of the wrong shape): start afresh.
+  if (pending_group_ != &group || (!pending_.empty() && index <= pending_.back().index)) pending_.clear();
+  pending_group_ = &group;
+  const Tensor* buf = nullptr;
+  if (group.momentum != 0) {
+    auto& st = state(index);
+    auto it = st.find("momentum_buffer");
+    if (it != st.end()) buf = &it->second;
+  }
+  const bool fuse = fusable(p, buf) && g.is_cpu() && g.dtype() == p.dtype();
+  if (fuse)
+    pending_.push_back({index, p, g.contiguous()});
+  else
+    update_one(group, index, p, g);
+  if (last_with_grad(group, p)) {
+    flush(group);
+    pending_.clear();
+  }
+}
+
+// One parameter through engine ops (the formulas of sgd.h).
+void SGD::update_one(const ParamGroup& group, size_t index, Tensor& p, const Tensor& g) {
   Tensor d = group.weight_decay != 0 ? add(g, mul(p, group.weight_decay)) : g;
   if (group.momentum != 0) {
     auto& st = state(index);
@@ -31,6 +75,65 @@ void SGD::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor&
     d = opt_.nesterov ? add(d, mul(buf, group.momentum)) : buf;
   }
   p.add_(d, -group.lr);
+}
+
+namespace {
+
+template <class T>
+void sgd_pass(const std::vector<T*>& p, const std::vector<const T*>& g, const std::vector<T*>& buf,
+              const std::vector<uint8_t>& init, const std::vector<int64_t>& numel, const kc::MtSgdArgs& a) {
+  if (numel.empty()) return;
+  const kc::MtPlan plan = kc::mt_plan(numel.data(), static_cast<int64_t>(numel.size()));
+  kc::mt_sgd<T>(plan, a, p.data(), g.data(), a.momentum != 0 ? buf.data() : nullptr,
+                a.momentum != 0 ? init.data() : nullptr);
+}
+
+}  // namespace
+
+void SGD::flush(const ParamGroup& group) {
+  if (pending_.empty()) return;
+  std::vector<float*> p32, b32;
+  std::vector<const float*> g32;
+  std::vector<double*> p64, b64;
+  std::vector<const double*> g64;
+  std::vector<uint8_t> i32, i64;
+  std::vector<int64_t> n32, n64;
+  const bool mom = group.momentum != 0;
+  for (Pending& e : pending_) {
+    Tensor* buf = nullptr;
+    bool init = false;
+    if (mom) {
+      auto& st = state(e.index);
+      auto it = st.find("momentum_buffer");
+      if (it == st.end()) {
+        it = st.emplace("momentum_buffer", empty(e.p.shape(), e.p.options())).first;  // written by the pass
+        init = true;
+      }
+      buf = &it->second;
+    }
+    if (e.p.numel() == 0) continue;
+    if (e.p.dtype() == DType::f32) {
+      p32.push_back(e.p.data<float>());
+      g32.push_back(e.g.data<float>());
+      b32.push_back(buf ? buf->data<float>() : nullptr);
+      i32.push_back(init);
+      n32.push_back(e.p.numel());
+    } else {
+      p64.push_back(e.p.data<double>());
+      g64.push_back(e.g.data<double>());
+      b64.push_back(buf ? buf->data<double>() : nullptr);
+      i64.push_back(init);
+      n64.push_back(e.p.numel());
+    }
+  }
+  kc::MtSgdArgs a;
+  a.lr = group.lr;
+  a.weight_decay = group.weight_decay;
+  a.momentum = group.momentum;
+  a.dampening = opt_.dampening;
+  a.nesterov = opt_.nesterov;
+  sgd_pass<float>(p32, g32, b32, i32, n32, a);
+  sgd_pass<double>(p64, g64, b64, i64, n64, a);
 }
 
 }  // namespace siam::optim

@@ -1,42 +1,52 @@
-// Device memory and copies: plain cudaMalloc/cudaFree and cudaMemcpy. The stream-ordered caching
-// allocator of the CUDA backend issue replaces device_alloc/device_free behind the same entry points.
+// Device memory and copies: device_alloc/device_free go through the stream-ordered caching allocator
+// (allocator.cu), copies are cudaMemcpyAsync on the current stream (stream.cu).
 #include <cuda_runtime.h>
 
 #include "engine/core/device.h"
+#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam::cuda {
 
 int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error
-    return 0;
-  }
+  static const int n = [] {
+    int k = 0;
+    if (cudaGetDeviceCount(&k) != cudaSuccess) {
+      (void)cudaGetLastError();  // clear the sticky "no driver" error
+      return 0;
+    }
+    return k;
+  }();
   return n;
 }
 
-void* device_alloc(size_t nbytes, int device) {
-  int n = device_count();
-  SIAM_CHECK(n > 0, "device cuda:", device, " requested, but no CUDA device is present on this machine");
-  SIAM_CHECK(device >= 0 && device < n, "device cuda:", device, " requested, but only ", n,
-             " CUDA device(s) are present");
-  SIAM_CUDA_CHECK(cudaSetDevice(device));
-  void* p = nullptr;
-  SIAM_CUDA_CHECK(cudaMalloc(&p, nbytes == 0 ? 1 : nbytes));
-  return p;
-}
+void* device_alloc(size_t nbytes, int device) { return caching_alloc(nbytes, device, nullptr); }
 
-void device_free(void* p, int device) noexcept {
-  cudaSetDevice(device);
-  cudaFree(p);
-}
+void device_free(void* p, int device) noexcept { caching_free(p, device); }
 
-void copy_bytes(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t nbytes) {
+void copy_bytes(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t nbytes, int device,
+                bool synchronous) {
+  if (nbytes == 0) return;
   cudaMemcpyKind kind = dst_cuda ? (src_cuda ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
                                  : (src_cuda ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
-  SIAM_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, kind));
+  DeviceGuard g(device);
+  cudaStream_t s = static_cast<cudaStream_t>(current_stream(device));
+  SIAM_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, s));
+  if (synchronous && !dst_cuda) SIAM_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void copy_peer(void* dst, int dst_device, const void* src, int src_device, size_t nbytes) {
+  if (nbytes == 0) return;
+  {
+    // The source's producers ran on its own device's current stream: let them finish (a rare path).
+    DeviceGuard gs(src_device);
+    synchronize_stream(current_stream(src_device));
+  }
+  DeviceGuard g(dst_device);
+  SIAM_CUDA_CHECK(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, nbytes,
+                                      static_cast<cudaStream_t>(current_stream(dst_device))));
 }
 
 }  // namespace siam::cuda

@@ -241,3 +241,36 @@ TEST(Loader, BadOptions) {
 
 }  // namespace
 }  // namespace siam
+
+namespace siam {
+namespace {
+
+// pin_memory: pinned batches (the same values) with a CUDA device; without one, a clear error naming pinned
+// memory instead of a silent pageable fallback.
+TEST(Loader, PinMemoryGivesPinnedBatchesOrAClearError) {
+  data::Loader plain(synthetic(8), data::ViewPipeline(two_views_plus_small(), 3),
+                     {.batch_size = 4, .seed = 5, .threads = 0});
+  data::Loader pinned(synthetic(8), data::ViewPipeline(two_views_plus_small(), 3),
+                      {.batch_size = 4, .seed = 5, .threads = 0, .pin_memory = true});
+  plain.start_epoch(0);
+  pinned.start_epoch(0);
+  data::Batch a, b;
+  ASSERT_TRUE(plain.next(a));
+  if (!cuda_available()) {
+    try {
+      pinned.next(b);
+      FAIL() << "pin_memory without a CUDA device was accepted";
+    } catch (const Error& e) {
+      EXPECT_THAT(std::string(e.what()), HasSubstr("pinned"));
+    }
+    return;
+  }
+  ASSERT_TRUE(pinned.next(b));
+  for (size_t v = 0; v < a.views.size(); ++v) {
+    EXPECT_TRUE(b.views[v].is_pinned());
+    EXPECT_EQ(a.views[v].to_vector<float>(), b.views[v].to_vector<float>());
+  }
+}
+
+}  // namespace
+}  // namespace siam

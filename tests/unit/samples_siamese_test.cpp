@@ -42,5 +42,50 @@ SIAM_OP_SAMPLES("barlow_twins_loss") {
   };
 }
 
+SIAM_OP_SAMPLES("supcon") {
+  auto f = [](double t, bool nrm) { return [t, nrm](const In& v) { return supcon(v[0], v[1], t, nrm); }; };
+  return {
+      // label 9 is alone: that row has no positive and is left out of the mean (its gradient still flows as a
+      // negative of the others)
+      {"M=7 D=4 3 classes + a singleton t=0.5",
+       {rnd({7, 4}), from_vector_i64({0, 1, 0, 2, 1, 9, 2}, {7})},
+       f(0.5, true)},
+      {"M=6 D=3 one class t=0.2", {rnd({6, 3}), from_vector_i64({4, 4, 4, 4, 4, 4}, {6})}, f(0.2, true)},
+      {"M=5 D=4 unnormalized t=0.5", {rnd({5, 4}), from_vector_i64({1, 0, 1, 0, 0}, {5})}, f(0.5, false)},
+  };
+}
+
+SIAM_OP_SAMPLES("nt_xent_multi") {
+  return {
+      {"V=3 N=3 D=4 t=0.5", {rnd({3, 4}), rnd({3, 4}), rnd({3, 4})},
+       [](const In& v) { return nt_xent_multi({v[0], v[1], v[2]}, 0.5); }},
+      {"V=2 N=4 D=3 non-contiguous t=0.2", {rnd_noncontig({4, 3}), rnd_noncontig({4, 3})},
+       [](const In& v) { return nt_xent_multi({v[0], v[1]}, 0.2); }},
+      {"V=4 N=2 D=3 unnormalized t=0.5", {rnd({2, 3}), rnd({2, 3}), rnd({2, 3}), rnd({2, 3})},
+       [](const In& v) { return nt_xent_multi({v[0], v[1], v[2], v[3]}, 0.5, /*normalize=*/false); }},
+  };
+}
+
+SIAM_OP_SAMPLES("clip_loss") {
+  return {
+      {"N=4 D=3 t=0.2", {rnd({4, 3}), rnd({4, 3})}, [](const In& v) { return clip_loss(v[0], v[1], 0.2); }},
+      {"N=5 D=4 unnormalized t=0.5", {rnd({5, 4}), rnd({5, 4})},
+       [](const In& v) { return clip_loss(v[0], v[1], 0.5, /*normalize=*/false); }},
+      {"N=1 D=2 t=0.1", {rnd({1, 2}), rnd({1, 2})}, [](const In& v) { return clip_loss(v[0], v[1], 0.1); }},
+  };
+}
+
+SIAM_OP_SAMPLES("nt_xent_gathered") {
+  // gathered columns as independent inputs: the row pass and the column pass are checked separately
+  return {
+      {"n=2 W=2 offset=2 D=3 t=0.5", {rnd({2, 3}), rnd({2, 3}), rnd({4, 3}), rnd({4, 3})},
+       [](const In& v) { return nt_xent_gathered(v[0], v[1], v[2], v[3], 2, 0.5); }},
+      {"n=2 W=3 offset=0 D=4 unnormalized t=0.5", {rnd({2, 4}), rnd({2, 4}), rnd({6, 4}), rnd({6, 4})},
+       [](const In& v) { return nt_xent_gathered(v[0], v[1], v[2], v[3], 0, 0.5, /*normalize=*/false); }},
+      {"n=3 W=1 g=z t=0.2", {rnd({3, 3}), rnd({3, 3})},
+       [](const In& v) { return nt_xent_gathered(v[0], v[1], v[0], v[1], 0, 0.2); }},
+  };
+}
+
 }  // namespace
 }  // namespace siam::test

@@ -1,0 +1,93 @@
+// Front-ends of the consistency losses: validate, dispatch to kernels/cpu/consistency, record backward.
+#include "engine/ops/consistency.h"
+
+#include <cmath>
+
+#include "engine/autograd/node.h"
+#include "engine/ops/dispatch.h"
+#include "kernels/cpu/consistency.h"
+
+namespace siam {
+
+namespace {
+
+void check_pair(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b, int64_t min_rows) {
+  SIAM_CHECK(a.defined(), op, ": ", na, " is undefined");
+  SIAM_CHECK(b.defined(), op, ": ", nb, " is undefined");
+  ops::require_cpu(op, {a, b});
+  ops::require_floating(op, a);
+  ops::require_floating(op, b);
+  ops::require_same_dtype(op, a, b);
+  SIAM_CHECK(a.dim() == 2, op, ": ", na, " must be (N, D), got ", shape_str(a.shape()));
+  SIAM_CHECK(a.shape() == b.shape(), op, ": ", na, " and ", nb, " must have the same shape, got ", na, " ",
+             shape_str(a.shape()), " and ", nb, " ", shape_str(b.shape()));
+  SIAM_CHECK(a.size(0) >= min_rows && a.size(1) >= 1, op, ": needs at least ", min_rows,
+             min_rows == 1 ? " sample" : " samples", " and 1 feature, got ", na, " ", shape_str(a.shape()));
+}
+
+}  // namespace
+
+Tensor normalized_mse(const Tensor& p, const Tensor& z) {
+  const char* op = "normalized_mse";
+  check_pair(op, "p", p, "z", z, 1);
+  const int64_t n = p.size(0), d = p.size(1);
+  Tensor pc = p.detach().contiguous(), zc = z.detach().contiguous();
+  Tensor stats = empty({n, 3}, p.options());  // (N, 3): |p_i|, |z_i|, cos_i
+  double loss = 0;
+  SIAM_DISPATCH_FLOAT(pc.dtype(), op,
+                      loss = kernels::cpu::nmse_forward<scalar_t>(n, d, pc.data<scalar_t>(), zc.data<scalar_t>(),
+                                                                  stats.data<scalar_t>()));
+  Tensor out = full({}, loss, p.options());
+  if (autograd::needs_grad({p, z})) {
+    autograd::record(op, out, {p, z}, [n, d, pc, zc, stats](const Tensor& g, const std::vector<bool>& need) {
+      Tensor dp = need[0] ? empty({n, d}, pc.options()) : Tensor();  // (N, D)
+      Tensor dz = need[1] ? empty({n, d}, pc.options()) : Tensor();  // (N, D)
+      SIAM_DISPATCH_FLOAT(
+          pc.dtype(), "normalized_mse",
+          kernels::cpu::nmse_backward<scalar_t>(
+              n, d, static_cast<scalar_t>(g.item()), pc.data<scalar_t>(), zc.data<scalar_t>(), stats.data<scalar_t>(),
+              need[0] ? dp.data<scalar_t>() : nullptr, need[1] ? dz.data<scalar_t>() : nullptr));
+      return std::vector<Tensor>{dp, dz};
+    });
+  }
+  return out;
+}
+
+VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps) {
+  const char* op = "vicreg_terms";
+  check_pair(op, "z1", z1, "z2", z2, 2);
+  SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  const int64_t n = z1.size(0), d = z1.size(1), g = kernels::cpu::vicreg_gram_dim(n, d);
+  Tensor a = z1.detach().contiguous(), b = z2.detach().contiguous();
+  Tensor zc1 = empty({n, d}, z1.options()), zc2 = empty({n, d}, z1.options());      // (N, D) centered
+  Tensor stats = empty({4, d}, z1.options());                                       // mean1, mean2, var1, var2
+  Tensor gram1 = empty({g, g}, z1.options()), gram2 = empty({g, g}, z1.options());  // N < D: Zc Zc^T; else C
+  kernels::cpu::VicregValues v;
+  SIAM_DISPATCH_FLOAT(a.dtype(), op, {
+    scalar_t* st = stats.data<scalar_t>();
+    v = kernels::cpu::vicreg_forward<scalar_t>(n, d, a.data<scalar_t>(), b.data<scalar_t>(), eps, zc1.data<scalar_t>(),
+                                               zc2.data<scalar_t>(), st, st + d, st + 2 * d, st + 3 * d,
+                                               gram1.data<scalar_t>(), gram2.data<scalar_t>());
+  });
+  Tensor out = from_vector({v.invariance, v.variance, v.covariance}, {3}, z1.options());  // (3)
+  if (autograd::needs_grad({z1, z2})) {
+    autograd::record(
+        op, out, {z1, z2}, [n, d, eps, zc1, zc2, stats, gram1, gram2](const Tensor& gr, const std::vector<bool>& need) {
+          const std::vector<double> gv = gr.to_vector<double>();
+          const double grad[3] = {gv[0], gv[1], gv[2]};
+          Tensor d1 = need[0] ? empty({n, d}, zc1.options()) : Tensor();  // (N, D)
+          Tensor d2 = need[1] ? empty({n, d}, zc1.options()) : Tensor();  // (N, D)
+          SIAM_DISPATCH_FLOAT(zc1.dtype(), "vicreg_terms", {
+            const scalar_t* st = stats.data<scalar_t>();
+            kernels::cpu::vicreg_backward<scalar_t>(n, d, eps, grad, zc1.data<scalar_t>(), zc2.data<scalar_t>(), st,
+                                                    st + d, st + 2 * d, st + 3 * d, gram1.data<scalar_t>(),
+                                                    gram2.data<scalar_t>(), need[0] ? d1.data<scalar_t>() : nullptr,
+                                                    need[1] ? d2.data<scalar_t>() : nullptr);
+          });
+          return std::vector<Tensor>{d1, d2};
+        });
+  }
+  return {out.select(0, 0), out.select(0, 1), out.select(0, 2)};
+}
+
+}  // namespace siam

@@ -1,0 +1,49 @@
+// Front-end of Sinkhorn-Knopp: validate, wrap the all-reduce hook, dispatch to kernels/cpu/sinkhorn.
+#include "engine/ops/sinkhorn.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "engine/ops/dispatch.h"
+#include "kernels/cpu/sinkhorn.h"
+
+namespace siam {
+
+Tensor sinkhorn(const Tensor& scores, double eps, int iters, bool log_domain, const SinkhornHooks* hooks) {
+  const char* op = "sinkhorn";
+  SIAM_CHECK(scores.defined(), op, ": scores is undefined");
+  ops::require_cpu(op, {scores});
+  ops::require_floating(op, scores);
+  SIAM_CHECK(scores.dim() == 2, op, ": scores must be (B, K) (samples, prototypes), got ", shape_str(scores.shape()));
+  const int64_t b = scores.size(0), k = scores.size(1);
+  SIAM_CHECK(b >= 1 && k >= 1, op, ": needs at least one sample and one prototype, got scores ",
+             shape_str(scores.shape()));
+  SIAM_CHECK(std::isfinite(eps) && eps > 0, op, ": eps must be a positive finite number, got ", eps);
+  SIAM_CHECK(iters >= 1, op, ": iters must be >= 1, got ", iters);
+  int64_t global_b = b;
+  kernels::cpu::SinkhornAllReduce reduce;
+  if (hooks) {
+    SIAM_CHECK(hooks->global_batch == 0 || hooks->global_batch >= b, op, ": hooks->global_batch (", hooks->global_batch,
+               ") is smaller than the local batch B = ", b, " of scores ", shape_str(scores.shape()));
+    if (hooks->global_batch > 0) global_b = hooks->global_batch;
+    if (hooks->all_reduce_sum) {
+      reduce = [hooks](double* data, int64_t n) {
+        Tensor t = empty({n}, TensorOptions(DType::f64));
+        std::memcpy(t.data<double>(), data, sizeof(double) * size_t(n));
+        hooks->all_reduce_sum(t);
+        SIAM_CHECK(t.defined() && t.dtype() == DType::f64 && t.shape() == Shape{n} && t.is_cpu(),
+                   "sinkhorn: the all_reduce_sum hook must sum in place and keep an f64 CPU tensor of shape [", n, "]");
+        Tensor tc = t.contiguous();
+        std::memcpy(data, tc.data<double>(), sizeof(double) * size_t(n));
+      };
+    }
+  }
+  Tensor s = scores.detach().contiguous();
+  Tensor q = empty({b, k}, scores.options());  // (B, K), never requires grad
+  SIAM_DISPATCH_FLOAT(s.dtype(), op,
+                      kernels::cpu::sinkhorn<scalar_t>(b, k, s.data<scalar_t>(), eps, iters, log_domain, global_b,
+                                                       reduce, q.data<scalar_t>()));
+  return q;
+}
+
+}  // namespace siam

@@ -1,0 +1,173 @@
+// The CUDA backend's memory, streams and transfers (label cuda): the caching allocator's reuse and stats on
+// a real device, pinned host memory and asynchronous copies, streams and events, Philox dropout equality.
+// Each test skips with a reason where no CUDA device is present; the allocator's bookkeeping is tested on
+// every machine by tests/unit/cuda_allocator_logic_test.cpp.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "engine/core/random.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/reduce.h"
+#include "engine/ops/shape.h"
+#include "engine/tensor.h"
+#include "kernels/cuda/allocator.h"
+#include "kernels/cuda/stream.h"
+
+namespace siam {
+namespace {
+
+#define SIAM_REQUIRE_CUDA()                                                                        \
+  do {                                                                                             \
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
+  } while (0)
+
+#if defined(SIAM_WITH_CUDA)
+constexpr bool kCudaBuild = true;
+#else
+constexpr bool kCudaBuild = false;
+#endif
+
+const Device kDev("cuda:0");
+
+TEST(CudaAllocator, ReusesBlocksAcrossIterations) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (kCudaBuild) {
+    cuda::empty_cache(0);
+    auto step = [] {
+      Tensor a = randn({512, 1024}, TensorOptions(kDev));  // 2 MiB: large pool
+      Tensor b = randn({1000}, TensorOptions(kDev));       // small pool
+      Tensor c = add(a, a);
+      Tensor s = sum(c);
+      return s.item();
+    };
+    step();
+    const auto before = cuda::device_alloc_stats(0);
+    for (int i = 0; i < 5; ++i) step();
+    const auto after = cuda::device_alloc_stats(0);
+    EXPECT_EQ(after.device_mallocs, before.device_mallocs) << "a repeated step should be served from the cache";
+    EXPECT_GT(after.cache_hits, before.cache_hits);
+    EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+  }
+}
+
+TEST(CudaAllocator, StatsTrackAllocatedReservedAndPeak) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (kCudaBuild) {
+    cuda::empty_cache(0);
+    const auto s0 = cuda::device_alloc_stats(0);
+    cuda::reset_peak_device_stats(0);
+    size_t during = 0;
+    {
+      Tensor t = empty({64 << 20}, TensorOptions(DType::u8, kDev));  // 64 MiB: a segment of its own
+      const auto s1 = cuda::device_alloc_stats(0);
+      EXPECT_EQ(s1.allocated_bytes, s0.allocated_bytes + (size_t(64) << 20));
+      EXPECT_GE(s1.reserved_bytes, s1.allocated_bytes);
+      EXPECT_EQ(s1.device_mallocs, s0.device_mallocs + 1);
+      during = s1.allocated_bytes;
+    }
+    const auto s2 = cuda::device_alloc_stats(0);
+    EXPECT_EQ(s2.allocated_bytes, s0.allocated_bytes);
+    EXPECT_EQ(s2.peak_allocated_bytes, during);
+    EXPECT_GE(s2.reserved_bytes, size_t(64) << 20) << "freed memory stays cached";
+    cuda::empty_cache(0);
+    const auto s3 = cuda::device_alloc_stats(0);
+    EXPECT_LE(s3.reserved_bytes, s2.reserved_bytes - (size_t(64) << 20));
+    EXPECT_GE(s3.device_frees, s2.device_frees + 1);
+  }
+}
+
+TEST(CudaAllocator, OutOfMemoryIsAClearError) {
+  SIAM_REQUIRE_CUDA();
+  try {
+    empty({int64_t(1) << 50}, TensorOptions(DType::u8, kDev));  // 1 PiB
+    FAIL() << "expected siam::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of memory"), std::string::npos) << e.what();
+  }
+  Tensor ok = ones({4}, TensorOptions(kDev));  // the device is still usable
+  EXPECT_EQ(sum(ok).item(), 4.0);
+}
+
+TEST(CudaTransfer, PinMemoryWithoutADeviceIsAClearError) {
+  if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";
+  Tensor x = ones({4});
+  try {
+    x.pin_memory();
+    FAIL() << "expected siam::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pin"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(sum(x).item(), 4.0);  // CPU work goes on
+}
+
+TEST(CudaTransfer, PinnedAsyncRoundTrip) {
+  SIAM_REQUIRE_CUDA();
+  Tensor x = randn({257, 129});
+  Tensor p = x.pin_memory();
+  EXPECT_TRUE(p.is_pinned());
+  EXPECT_FALSE(x.is_pinned());
+  EXPECT_TRUE(p.pin_memory().same(p));
+  Tensor d = p.to(kDev, /*non_blocking=*/true);
+  Tensor back = mul(d, 2.0).to(kCPU, /*non_blocking=*/true);
+  EXPECT_TRUE(back.is_pinned());
+  if constexpr (kCudaBuild) cuda::synchronize_stream(cuda::current_stream(0));
+  EXPECT_EQ(back.to_vector<float>(), mul(x, 2.0).to_vector<float>());
+  Tensor q = empty({16}, TensorOptions().with_pinned(true));
+  EXPECT_TRUE(q.is_pinned());
+}
+
+TEST(CudaTransfer, BlockingCopiesAndDtypeConversions) {
+  SIAM_REQUIRE_CUDA();
+  Tensor x = clamp(abs(mul(randn({33, 65}), 100.0)), 0.0, 255.0);  // in range for every dtype, u8 included
+  for (DType dt : {DType::f64, DType::bf16, DType::f16, DType::i32, DType::i64, DType::u8}) {
+    Tensor cpu = x.to(dt).to(DType::f32);
+    Tensor gpu = x.to(kDev).to(dt).to(DType::f32).to(kCPU);
+    EXPECT_EQ(gpu.to_vector<float>(), cpu.to_vector<float>()) << dtype_name(dt);
+    Tensor nc = x.t();  // strided conversion
+    EXPECT_EQ(nc.to(kDev).to(dt).to(kCPU).to(DType::f32).to_vector<float>(),
+              nc.to(dt).to(DType::f32).to_vector<float>())
+        << dtype_name(dt) << " strided";
+  }
+}
+
+TEST(CudaStreams, WorkOnAnotherStreamMatchesTheCpu) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (kCudaBuild) {
+    Tensor x = randn({300, 70});
+    cuda::StreamHandle s = cuda::create_stream();
+    Tensor y;
+    {
+      cuda::StreamGuard g(s, 0);
+      EXPECT_EQ(cuda::current_stream(0), s);
+      Tensor d = x.to(kDev);
+      y = softmax(d, 1).to(kCPU);
+    }
+    EXPECT_EQ(cuda::current_stream(0), cuda::compute_stream(0));
+    cuda::synchronize_stream(s);
+    auto a = y.to_vector<float>(), b = softmax(x, 1).to_vector<float>();
+    for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-6f) << i;
+    cuda::destroy_stream(s);
+    EXPECT_NE(cuda::comm_stream(0), nullptr);
+    EXPECT_NE(cuda::copy_stream(0), nullptr);
+    cuda::Event e(true), f(true);
+    e.record(cuda::current_stream(0));
+    f.record(cuda::current_stream(0));
+    f.synchronize();
+    EXPECT_TRUE(f.query());
+    EXPECT_GE(e.elapsed_ms(f), 0.0f);
+  }
+}
+
+TEST(CudaParity, DropoutMaskMatchesTheCpu) {
+  SIAM_REQUIRE_CUDA();
+  Tensor x = ones({1000, 33});
+  manual_seed(5);
+  auto cpu = dropout(x, 0.4).to_vector<float>();
+  manual_seed(5);
+  auto gpu = dropout(x.to(kDev), 0.4).to_vector<float>();
+  EXPECT_EQ(cpu, gpu);
+}
+
+}  // namespace
+}  // namespace siam

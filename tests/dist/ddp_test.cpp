@@ -1,0 +1,164 @@
+// DistributedDataParallel across the ranks: start-up broadcast, five SGD steps equal to five single-process
+// steps on the doubled batch, bucketed overlap equal to a plain all-reduce, no_sync accumulation, parameters
+// without a gradient, and a model mismatch between the ranks.
+#include "engine/dist/ddp.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "engine/ops/elementwise.h"
+#include "engine/ops/loss.h"
+#include "engine/ops/reduce.h"
+#include "engine/optim/sgd.h"
+#include "tests/dist/dist_util.h"
+
+namespace siam::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Step `s`'s global batch: inputs (W B, 8) and regression targets (W B, 6).
+std::pair<Tensor, Tensor> step_batch(int s, int64_t rows) {
+  return {global_batch({rows, 8}, 1000 + s), global_batch({rows, 6}, 2000 + s)};
+}
+
+TEST(DistDDP, FiveSgdStepsMatchSingleProcessOnDoubledBatch) {
+  auto& c = dist::world();
+  const int64_t B = 4, rows = B * c.world_size();
+  auto ref = make_mlp(false, 3);
+  auto mine = make_mlp(true, 300 + c.rank());   // different on every rank: DDP broadcasts rank 0's ...
+  if (c.rank() == 0) mine = make_mlp(true, 3);  // ... which equals the reference
+  dist::DistributedDataParallel ddp(mine->named_parameters(), mine->named_buffers(), {.bucket_mb = 0.001});
+  EXPECT_GT(ddp.num_buckets(), 1);
+  const optim::SGDOptions so{.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-4};
+  optim::SGD opt_ref(ref->parameters(), so), opt(mine->parameters(), so);
+  for (int s = 0; s < 5; ++s) {
+    auto [x, y] = step_batch(s, rows);
+    mse_loss(ref->forward(x), y).backward();
+    opt_ref.step();
+    ref->zero_grad();
+    mse_loss(mine->forward(my_rows(x, c)), my_rows(y, c)).backward();  // this rank's mean
+    ddp.finish();
+    opt.step();
+    mine->zero_grad();
+  }
+  auto sr = ref->state_dict(), sm = mine->state_dict();
+  ASSERT_EQ(sr.size(), sm.size());
+  for (size_t i = 0; i < sr.size(); ++i) {
+    EXPECT_EQ(sr[i].first, sm[i].first);
+    EXPECT_REL_NEAR(sm[i].second, sr[i].second, 1e-5, "after 5 steps: " << sm[i].first);
+  }
+}
+
+TEST(DistDDP, BucketedOverlapEqualsPlainAllReduce) {
+  auto& c = dist::world();
+  const int64_t rows = 5 * c.world_size();
+  auto [x, y] = step_batch(7, rows);
+  auto a = make_mlp(true, 9, 8, 32, 6), b = make_mlp(true, 9, 8, 32, 6);
+  dist::DistributedDataParallel da(a->named_parameters(), a->named_buffers(), {.bucket_mb = 0.0005});
+  dist::DistributedDataParallel db(b->named_parameters(), b->named_buffers());
+  EXPECT_EQ(da.overlapping(), c.concurrent_ok());
+  // bucketed: launched by the hooks while backward runs
+  mse_loss(a->forward(my_rows(x, c)), my_rows(y, c)).backward();
+  if (da.overlapping()) {
+    EXPECT_GT(da.buckets_launched_early(), 0);
+  }
+  da.finish();
+  EXPECT_EQ(da.buckets_reduced(), da.num_buckets());
+  // plain: backward without communication, then one all-reduce per parameter
+  {
+    auto ns = db.no_sync();
+    mse_loss(b->forward(my_rows(x, c)), my_rows(y, c)).backward();
+  }
+  db.all_reduce_grads();
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_EQ(pa[i].second.grad().to_vector<double>(), pb[i].second.grad().to_vector<double>()) << pa[i].first;
+}
+
+// Gradient accumulation: two micro-batches, the first under no_sync: one reduction of the summed gradients.
+TEST(DistDDP, NoSyncAccumulatesThenReducesOnce) {
+  auto& c = dist::world();
+  const int64_t rows = 4 * c.world_size();
+  auto a = make_mlp(true, 4), b = make_mlp(true, 4);
+  dist::DistributedDataParallel da(a->named_parameters(), a->named_buffers(), {.bucket_mb = 0.001});
+  dist::DistributedDataParallel db(b->named_parameters(), b->named_buffers(), {.overlap = false});
+  for (int mb = 0; mb < 2; ++mb) {
+    auto [x, y] = step_batch(20 + mb, rows);
+    if (mb == 0) {
+      auto ns = da.no_sync();
+      mse_loss(a->forward(my_rows(x, c)), my_rows(y, c)).backward();
+      EXPECT_EQ(da.buckets_reduced(), 0);
+    } else {
+      mse_loss(a->forward(my_rows(x, c)), my_rows(y, c)).backward();
+    }
+    mse_loss(b->forward(my_rows(x, c)), my_rows(y, c)).backward();
+  }
+  da.finish();
+  EXPECT_EQ(da.buckets_reduced(), da.num_buckets());
+  db.all_reduce_grads();
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_REL_NEAR(pa[i].second.grad(), pb[i].second.grad(), 1e-6, "accumulated " << pa[i].first);
+}
+
+// A parameter used on rank 0 only, and one used nowhere: the average treats missing gradients as zero.
+TEST(DistDDP, ParametersWithoutGradient) {
+  auto& c = dist::world();
+  Tensor used = zeros({3}).set_requires_grad(), some = zeros({3}).set_requires_grad();
+  Tensor unused = zeros({2}).set_requires_grad();
+  dist::DistributedDataParallel ddp({{"used", used}, {"some", some}, {"unused", unused}}, {}, {.bucket_mb = 1e-5});
+  Tensor coef = from_vector({1, 2, 3}, {3});
+  Tensor loss = sum(used * coef);
+  if (c.rank() == 0) loss = loss + sum(some * coef);
+  loss.backward();
+  ddp.finish();
+  EXPECT_EQ(used.grad().to_vector<double>(), coef.to_vector<double>());
+  EXPECT_EQ(some.grad().to_vector<double>(), (coef / static_cast<double>(c.world_size())).to_vector<double>());
+  ASSERT_TRUE(unused.grad().defined());
+  EXPECT_EQ(unused.grad().to_vector<double>(), std::vector<double>(2, 0.0));
+}
+
+TEST(DistDDP, SecondBackwardWithoutFinishIsAnError) {
+  auto& c = dist::world();
+  Tensor p = ones({4}).set_requires_grad();
+  dist::DistributedDataParallel ddp({{"p", p}}, {});
+  sum(p * 2.0).backward();
+  if (ddp.overlapping()) {
+    try {
+      sum(p * 3.0).backward();
+      ADD_FAILURE() << "no error for a second backward after the bucket left";
+    } catch (const Error& e) {
+      EXPECT_THAT(e.what(), HasSubstr("second gradient"));
+    }
+  }
+  ddp.finish();
+  c.barrier();
+}
+
+TEST(DistDDP, DifferentModelsOnTheRanksAreRefused) {
+  auto& c = dist::world();
+  Tensor p = zeros({c.rank() + 2}).set_requires_grad();
+  try {
+    dist::DistributedDataParallel ddp({{"p", p}}, {});
+    ADD_FAILURE() << "no error for different models";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("every rank must wrap the same model"));
+  }
+}
+
+TEST(DistDDP, BroadcastsBuffers) {
+  auto& c = dist::world();
+  auto m = make_mlp(true, 40 + c.rank());
+  {
+    NoGradGuard ng;
+    Tensor(m->buffer("1.running_mean")).fill_(c.rank() + 1.0);
+  }
+  dist::DistributedDataParallel ddp(m->named_parameters(), m->named_buffers());
+  EXPECT_EQ(m->buffer("1.running_mean").to_vector<double>()[0], 1.0);
+  auto m0 = make_mlp(true, 40);
+  EXPECT_EQ(m->param("0.weight").to_vector<double>(), m0->param("0.weight").to_vector<double>());
+}
+
+}  // namespace
+}  // namespace siam::test

@@ -1,0 +1,165 @@
+// Every method on 2 ranks with a per-rank batch B equals one process with batch 2B: the same loss and, after
+// DDP's average, the same parameter gradients (to 1e-5 relative), with synchronized batch norms
+// (nn::convert_sync_batchnorm) on the ranks and plain ones in the single process. Also five training steps of
+// `siam train`'s loop on 2 ranks end in the weights of one process with the doubled batch.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "engine/dist/backends.h"
+#include "engine/dist/ddp.h"
+#include "engine/io/checkpoint.h"
+#include "engine/nn/batchnorm.h"
+#include "engine/ops/elementwise.h"
+#include "methods/method.h"
+#include "tests/dist/dist_util.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+namespace siam::test {
+namespace {
+
+methods::MethodOptions small(const std::string& name) {
+  methods::MethodOptions o = methods::defaults_for(name);
+  o.projector.hidden = 24;
+  o.projector.out = 12;
+  o.predictor.hidden = 10;
+  o.predictor.out = 12;
+  o.queue_size = 40;
+  o.prototypes = 7;
+  o.whiten_size = 16;  // sub-batches of 16 rows out of the global 32
+  o.freeze_prototypes_steps = 0;
+  o.shuffle_bn_groups = 1;  // MoCo: with global (synchronized) statistics the shuffle does not change the keys
+  o.seed = 5;
+  return o;
+}
+
+std::shared_ptr<methods::Method> build(const std::string& name, uint64_t seed) {
+  manual_seed(seed);
+  auto enc = std::make_shared<models::ResNet>(
+      models::ResNetConfig{.depth = 18, .width = 2, .stem = models::Stem::cifar, .in_channels = 3, .num_classes = 0});
+  auto m = methods::make_method(small(name), enc);
+  m->to(DType::f64);  // f64, so that 1e-5 measures the algebra and not f32 summation order
+  return m;
+}
+
+struct Result {
+  double loss;
+  nn::NamedTensors grads;
+};
+
+Result step(methods::Method& m, const std::vector<Tensor>& views) {
+  m.zero_grad();
+  Tensor l = m.loss(views, {.step = 3, .total_steps = 10}).loss;
+  l.backward();
+  m.before_optimizer_step({.step = 3, .total_steps = 10});
+  Result r{l.item(), {}};
+  for (auto& [n, p] : m.trainable_parameters())
+    r.grads.emplace_back(n, p.grad().defined() ? p.grad().clone() : zeros_like(p));
+  return r;
+}
+
+class MethodOnTwoRanks : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MethodOnTwoRanks, EqualsOneProcessWithTheDoubledBatch) {
+  dist::Communicator& world = dist::world();
+  ASSERT_EQ(world.world_size(), 2);
+  const std::string name = GetParam();
+  const int64_t b = 16;  // per rank
+  std::vector<Tensor> global_views;
+  for (int v = 0; v < 2; ++v) global_views.push_back(global_batch({2 * b, 3, 8, 8}, 100 + v).to(DType::f64));
+  if (name == "swav")  // multi-crop: two small views too
+    for (int v = 0; v < 2; ++v) global_views.push_back(global_batch({2 * b, 3, 4, 4}, 200 + v).to(DType::f64));
+
+  // One process, batch 2B, plain batch norm.
+  auto single = dist::detail::make_single("ref", 60);
+  auto ref = build(name, 7);
+  ref->set_communicator(single.get());
+  Result r1 = step(*ref, global_views);
+
+  // Two ranks, batch B each, synchronized batch norm; gradients averaged as DDP does.
+  auto m = build(name, 7);
+  m->set_communicator(&world);
+  nn::convert_sync_batchnorm(*m, &world);
+  std::vector<Tensor> mine;
+  for (auto& v : global_views) mine.push_back(my_rows(v, world));
+  Result r2 = step(*m, mine);
+  Tensor loss = from_vector({r2.loss}, {1}, DType::f64);
+  world.all_reduce(loss, dist::ReduceOp::avg);
+  EXPECT_NEAR(loss.item(), r1.loss, 1e-5 * (1 + std::abs(r1.loss))) << name;
+  double scale = 0;
+  for (auto& [n, g] : r1.grads) scale = std::max(scale, max_abs(g));
+  ASSERT_EQ(r1.grads.size(), r2.grads.size());
+  for (size_t i = 0; i < r1.grads.size(); ++i) {
+    Tensor avg = rank_average(r2.grads[i].second, world);
+    // Gradients that vanish mathematically (biases before a batch norm) are compared with the overall scale.
+    EXPECT_REL_NEAR(avg, r1.grads[i].second, 1e-5, name + " " + r1.grads[i].first, 1e-3 * scale);
+  }
+  // State updates after the step (EMA targets, queues) agree too.
+  ref->after_optimizer_step({.step = 3, .total_steps = 10});
+  m->after_optimizer_step({.step = 3, .total_steps = 10});
+  auto s1 = ref->named_buffers(), s2 = m->named_buffers();
+  ASSERT_EQ(s1.size(), s2.size());
+  for (size_t i = 0; i < s1.size(); ++i) {
+    if (s1[i].first.find("running_") != std::string::npos || s1[i].first.find("num_batches") != std::string::npos)
+      continue;  // batch-norm statistics: compared by the SyncBatchNorm tests
+    EXPECT_REL_NEAR(s2[i].second.to(DType::f64), s1[i].second.to(DType::f64), 1e-5, name + " " + s1[i].first, 1e-6);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, MethodOnTwoRanks, ::testing::ValuesIn(methods::method_names()),
+                         [](const auto& info) { return info.param; });
+
+std::string tiny(const std::string& out, int64_t batch) {
+  return "data: {kind: synthetic, size: 64, height: 8, width: 8, classes: 4, channels: 3}\n"
+         "views: [{name: g, count: 2, size: 8, crop: {scale: [0.5, 1.0]}, flip: 0.5}]\n"
+         "model: {arch: resnet18, stem: cifar, width: 2}\n"
+         "method: {name: simclr, projector: {hidden: 16, out: 8}}\n"
+         "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4}\n"
+         "train: {epochs: 1, batch_size: " +
+         std::to_string(batch) +
+         ", seed: 4, threads: 1, loader_threads: 0}\n"
+         "eval: {knn: false}\n"
+         "out_dir: " +
+         out + "\n";
+}
+
+// siam train's loop: 2 ranks x 16 samples for 2 steps (an epoch of 64 samples at global batch 32) end in
+// the weights of one process at batch 32: sharding, SyncBN, DDP, the gathered NT-Xent and the optimizer.
+TEST(TrainerOnTwoRanks, EndsInTheWeightsOfOneProcessWithTheSameGlobalBatch) {
+  dist::Communicator& world = dist::world();
+  const std::string base = (std::filesystem::temp_directory_path() / "siam_dist_trainer").string();
+  const std::string d1 = base + "_single", d2 = base + "_two";
+  auto single = dist::detail::make_single("ref", 60);
+  if (world.rank() == 0) {
+    std::filesystem::remove_all(d1);
+    std::filesystem::remove_all(d2);
+  }
+  world.barrier();
+  train::TrainOptions o1;
+  o1.quiet = true;
+  o1.comm = single.get();
+  o1.write_outputs = world.rank() == 0;
+  auto r1 = train::run_training(train::parse_train_config(tiny(d1, 32), "tiny"), o1);
+  train::TrainOptions o2;
+  o2.quiet = true;
+  auto r2 = train::run_training(train::parse_train_config(tiny(d2, 32), "tiny"), o2);
+  world.barrier();
+  ASSERT_EQ(r1.history.size(), 1u);
+  ASSERT_EQ(r2.history.size(), 1u);
+  EXPECT_NEAR(r1.history[0].loss, r2.history[0].loss, 1e-5 * std::abs(r1.history[0].loss));
+  if (world.rank() == 0) {
+    auto a = io::load_training_checkpoint(d1 + "/checkpoint.safetensors");
+    auto b = io::load_training_checkpoint(d2 + "/checkpoint.safetensors");
+    ASSERT_EQ(a.model.size(), b.model.size());
+    for (size_t i = 0; i < a.model.size(); ++i) {
+      if (a.model[i].second.dtype() == DType::i64) continue;
+      // f32 end to end (views, 2 SGD steps): a few units of 1e-6 from summation order.
+      EXPECT_REL_NEAR(b.model[i].second.to(DType::f64), a.model[i].second.to(DType::f64), 1e-4, a.model[i].first, 1e-3);
+    }
+  }
+  world.barrier();
+}
+
+}  // namespace
+}  // namespace siam::test
