@@ -308,7 +308,8 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   }
   {
     Reader e(source, root["eval"], "eval");
-    e.check_known({"knn", "knn_k", "knn_t", "knn_every", "knn_train_limit", "knn_test_limit", "batch_size"});
+    e.check_known(
+        {"knn", "knn_k", "knn_t", "knn_every", "knn_train_limit", "knn_test_limit", "batch_size", "knn_before"});
     auto& x = c.eval;
     x.knn = e.flag("knn", x.knn);
     x.knn_k = static_cast<int>(e.integer("knn_k", x.knn_k));
@@ -321,6 +322,7 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
     SIAM_CHECK(x.knn_train_limit >= 0 && x.knn_test_limit >= 0, e.where(e.at("knn_train_limit"), "eval"),
                ": limits must be >= 0");
     x.batch_size = e.integer("batch_size", x.batch_size);
+    x.knn_before = e.flag("knn_before", x.knn_before);
     SIAM_CHECK(x.batch_size >= 1, e.where(e.at("batch_size"), "eval.batch_size"), ": must be >= 1");
   }
   c.out_dir = top.str("out_dir", "runs/" + c.method.name + "_" + c.data.data.kind);

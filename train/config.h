@@ -12,7 +12,7 @@
 //               log_every_s: 10, checkpoint_every: 1 (epochs), sync_bn: true (under mpirun),
 //               device: cpu | cuda, precision: f32 | bf16 (cuda only)}
 //   eval:      {knn: true, knn_k: 200, knn_t: 0.1, knn_every: 1, knn_train_limit: 0, knn_test_limit: 0,
-//               batch_size: 512}
+//               batch_size: 512, knn_before: false (also before training: the random-encoder baseline)}
 //   out_dir:   runs/simclr_fmnist
 //
 // Overrides: `--set key=value` sets a dotted key before validation (value parsed as YAML, so
@@ -75,6 +75,7 @@ struct EvalConfig {
   int knn_every = 1;
   int64_t knn_train_limit = 0, knn_test_limit = 0;
   int64_t batch_size = 512;
+  bool knn_before = false;  // also evaluate the encoder before the first step (the random-init baseline)
 };
 
 struct TrainConfig {

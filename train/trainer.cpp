@@ -364,6 +364,26 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
     io::save_model((out / "encoder.safetensors").string(), *encoder, em);
   };
 
+  // The kNN monitor: rank 0 evaluates, the others wait for its result.
+  auto run_knn = [&]() {
+    double top1 = -1;
+    if (main_rank) {
+      Features ftr = extract_features(*encoder, knn.train, eval_spec, c.eval.batch_size, c.train.loader_threads);
+      Features fte = extract_features(*encoder, knn.test, eval_spec, c.eval.batch_size, c.train.loader_threads);
+      top1 = knn_top1(ftr, fte, knn.classes, {.k = c.eval.knn_k, .t = c.eval.knn_t});
+    }
+    if (world > 1) {
+      Tensor t = from_vector({top1}, {1}, DType::f64);
+      comm.broadcast(t, 0);
+      top1 = t.item();
+    }
+    return top1;
+  };
+  if (knn.train && c.eval.knn_before && step == 0) {
+    res.knn_top1_init = run_knn();
+    say("before training: kNN top-1 %.2f%%\n", 100 * res.knn_top1_init);
+  }
+
   // ---- epochs ---------------------------------------------------------------------------------------
   auto last_print = Clock::now();
   double last_lr = sched->lr_at(step);
@@ -455,16 +475,7 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
     const bool last = epoch + 1 == c.train.epochs;
     if (knn.train && ((epoch + 1) % c.eval.knn_every == 0 || last)) {
       auto t0 = Clock::now();
-      if (main_rank) {  // rank 0 evaluates; the others wait for its result
-        Features ftr = extract_features(*encoder, knn.train, eval_spec, c.eval.batch_size, c.train.loader_threads);
-        Features fte = extract_features(*encoder, knn.test, eval_spec, c.eval.batch_size, c.train.loader_threads);
-        m.knn_top1 = knn_top1(ftr, fte, knn.classes, {.k = c.eval.knn_k, .t = c.eval.knn_t});
-      }
-      if (world > 1) {
-        Tensor t = from_vector({m.knn_top1}, {1}, DType::f64);
-        comm.broadcast(t, 0);
-        m.knn_top1 = t.item();
-      }
+      m.knn_top1 = run_knn();
       m.knn_s = secs(t0, Clock::now());
     }
     res.history.push_back(m);
@@ -496,6 +507,7 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
     js << fmt_g(fin.knn_top1);
   else
     js << "null";
+  if (res.knn_top1_init >= 0) js << ", \"knn_top1_init\": " << fmt_g(res.knn_top1_init);
   double ips_sum = 0;
   for (auto& h : res.history) ips_sum += h.images_per_s;
   js << ", \"images_per_s\": " << fmt_g(ips_sum / static_cast<double>(res.history.size()))

@@ -51,7 +51,8 @@ struct TrainResult {
   int64_t steps_done = 0;
   bool interrupted = false;
   double wall_s = 0;
-  std::string final_json;  // the last line printed on stdout
+  std::string final_json;     // the last line printed on stdout
+  double knn_top1_init = -1;  // eval.knn_before: the kNN top-1 of the encoder before training
 };
 
 TrainResult run_training(const TrainConfig& config, const TrainOptions& options = {});

@@ -7,15 +7,19 @@
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/infonce.h"
 #include "kernels/cpu/xcorr.h"
+#include "kernels/cuda/infonce.h"
+#include "kernels/cuda/loss.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
 namespace {
 
 // allow_half: bf16/f16 inputs are accepted and computed in f32 (compute_dtype).
-void check_matrix(const char* op, const char* what, const Tensor& t, bool allow_half = false) {
+// allow_cuda: the op has a CUDA kernel (nt_xent, moco_infonce); the others stay CPU-only.
+void check_matrix(const char* op, const char* what, const Tensor& t, bool allow_half = false, bool allow_cuda = false) {
   SIAM_CHECK(t.defined(), op, ": ", what, " is undefined");
-  ops::require_cpu(op, {t});
+  if (!allow_cuda) ops::require_cpu(op, {t});
   if (allow_half)
     SIAM_CHECK(is_floating(t.dtype()), op, ": ", what, " must be a floating tensor (f32, f64, bf16, f16), got ",
                dtype_name(t.dtype()), " of shape ", shape_str(t.shape()));
@@ -31,7 +35,7 @@ DType compute_dtype(const Tensor& t) { return t.dtype() == DType::f64 ? DType::f
 Tensor stack_rows(const std::vector<Tensor>& parts, DType dt) {
   int64_t rows = 0;
   for (const Tensor& p : parts) rows += p.size(0);
-  Tensor x = empty({rows, parts[0].size(1)}, TensorOptions(dt));
+  Tensor x = empty({rows, parts[0].size(1)}, TensorOptions(dt, parts[0].device()));
   int64_t r = 0;
   for (const Tensor& p : parts) {
     x.narrow(0, r, p.size(0)).copy_(p.detach());
@@ -72,13 +76,74 @@ Tensor prepare_rows(const Tensor& x, bool normalize, Tensor* rnorm) {
   return z;
 }
 
+// ---- CUDA (kernels/cuda/infonce.h): the same steps on the device; normalization through kernels/cuda/loss.h ----
+
+constexpr double kNormEps = 1e-12;  // infonce_normalize_rows' eps
+
+// CUDA rows of x (contiguous, f32/f64), normalized when asked; norm (rows) = |x| for the backward.
+Tensor prepare_rows_cuda(const Tensor& x, bool normalize, Tensor* norm) {
+  Tensor xc = x.detach().contiguous();
+  if (!normalize) return xc;
+  Tensor z = empty(xc.shape(), xc.options()), nr = empty({xc.size(0)}, xc.options());  // (rows, D), (rows)
+  SIAM_CUDA_ONLY(cuda::DeviceGuard g(xc.device().index);
+                 kernels::cuda::l2_normalize_forward(xc.dtype(), xc.size(0), xc.size(1), xc.raw_data(), kNormEps,
+                                                     z.raw_data(), nr.raw_data()));
+  if (norm) *norm = nr;
+  return z;
+}
+
+// dx (rows, D) from dz through the normalization's backward (dz itself when not normalized).
+Tensor normalize_backward_cuda(bool normalize, const Tensor& z, const Tensor& norm, const Tensor& dz) {
+  if (!normalize) return dz;
+  Tensor dx = empty(dz.shape(), dz.options());
+  SIAM_CUDA_ONLY(cuda::DeviceGuard g(dz.device().index);
+                 kernels::cuda::l2_normalize_backward(dz.dtype(), dz.size(0), dz.size(1), dz.raw_data(), z.raw_data(),
+                                                      norm.raw_data(), kNormEps, dx.raw_data()));
+  return dx;
+}
+
+// Forward on CUDA for both forms; records the backward on `inputs` (self: z1, z2; cross: q). z (rows, D) are
+// the prepared rows, keys/queue the prepared cross-form columns (undefined for self).
+Tensor infonce_cuda(const char* op, const kernels::cpu::InfonceArgs& args, const std::vector<Tensor>& inputs,
+                    const Tensor& z, const Tensor& norm, const Tensor& keys, const Tensor& queue, bool normalize,
+                    DType grad_dtype) {
+  Tensor lse = empty({args.rows}, z.options()), pos = empty({args.rows}, z.options());  // (rows) each
+  Tensor out = empty({}, z.options());
+  const void* kp = keys.defined() ? keys.raw_data() : nullptr;
+  const void* qp = queue.defined() && queue.numel() > 0 ? queue.raw_data() : nullptr;
+  SIAM_CUDA_ONLY(cuda::DeviceGuard g(z.device().index);
+                 kernels::cuda::infonce_forward(z.dtype(), args, z.raw_data(), kp, qp, pos.raw_data(), lse.raw_data(),
+                                                out.raw_data()));
+  if (autograd::needs_grad(inputs)) {
+    autograd::record(op, out, inputs,
+                     [args, z, norm, keys, queue, lse, normalize, grad_dtype](const Tensor& g,
+                                                                               const std::vector<bool>& need) {
+                       Tensor gc = g.to(z.dtype()).contiguous();  // device scalar: no host sync
+                       Tensor dz = empty(z.shape(), z.options());  // (rows, D)
+                       const void* kp2 = keys.defined() ? keys.raw_data() : nullptr;
+                       const void* qp2 = queue.defined() && queue.numel() > 0 ? queue.raw_data() : nullptr;
+                       SIAM_CUDA_ONLY(cuda::DeviceGuard dg(z.device().index);
+                                      kernels::cuda::infonce_backward(z.dtype(), args, gc.raw_data(), z.raw_data(),
+                                                                      kp2, qp2, lse.raw_data(), dz.raw_data()));
+                       Tensor dx = normalize_backward_cuda(normalize, z, norm, dz);
+                       if (!args.self) return std::vector<Tensor>{need[0] ? grad_rows(dx, 0, args.rows, grad_dtype)
+                                                                           : Tensor()};
+                       const int64_t n = args.pos_offset;
+                       return std::vector<Tensor>{need[0] ? grad_rows(dx, 0, n, grad_dtype) : Tensor(),
+                                                  need[1] ? grad_rows(dx, n, n, grad_dtype) : Tensor()};
+                     });
+  }
+  return out;
+}
+
 }  // namespace
 
 Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool normalize) {
   const char* op = "nt_xent";
-  check_matrix(op, "z1", z1, /*allow_half=*/true);
-  check_matrix(op, "z2", z2, /*allow_half=*/true);
+  check_matrix(op, "z1", z1, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "z2", z2, /*allow_half=*/true, /*allow_cuda=*/true);
   ops::require_same_dtype(op, z1, z2);
+  ops::require_same_device(op, z1, z2);
   SIAM_CHECK(z1.shape() == z2.shape(), op, ": the two views must have the same shape, got z1 ", shape_str(z1.shape()),
              " and z2 ", shape_str(z2.shape()));
   SIAM_CHECK(z1.size(0) >= 1 && z1.size(1) >= 1, op, ": needs at least one sample and one feature, got ",
@@ -86,6 +151,17 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
   check_temperature(op, temperature);
   const int64_t n = z1.size(0), d = z1.size(1);
   Tensor x = stack_rows({z1, z2}, compute_dtype(z1));  // (2N, D) rows [z1; z2], f32 for bf16/f16 inputs
+  if (x.is_cuda()) {
+    kernels::cpu::InfonceArgs args;
+    args.rows = args.cols = 2 * n;
+    args.dim = d;
+    args.pos_offset = n;
+    args.self = true;
+    args.temperature = temperature;
+    Tensor norm;
+    Tensor z = prepare_rows_cuda(x, normalize, &norm);  // (2N, D)
+    return infonce_cuda(op, args, {z1, z2}, z, norm, Tensor(), Tensor(), normalize, z1.dtype());
+  }
   Tensor rnorm;
   Tensor z = prepare_rows(x, normalize, &rnorm);  // (2N, D)
   kernels::cpu::InfonceArgs args;
@@ -124,11 +200,13 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
 
 Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, double temperature, bool normalize) {
   const char* op = "moco_infonce";
-  check_matrix(op, "q", q);
-  check_matrix(op, "k", k);
-  check_matrix(op, "queue", queue);
+  check_matrix(op, "q", q, false, /*allow_cuda=*/true);
+  check_matrix(op, "k", k, false, /*allow_cuda=*/true);
+  check_matrix(op, "queue", queue, false, /*allow_cuda=*/true);
   ops::require_same_dtype(op, q, k);
   ops::require_same_dtype(op, q, queue);
+  ops::require_same_device(op, q, k);
+  ops::require_same_device(op, q, queue);
   SIAM_CHECK(q.shape() == k.shape(), op, ": queries and keys must have the same shape, got q ", shape_str(q.shape()),
              " and k ", shape_str(k.shape()));
   SIAM_CHECK(queue.size(1) == q.size(1), op, ": queue ", shape_str(queue.shape()),
@@ -136,6 +214,19 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
   SIAM_CHECK(q.size(0) >= 1 && q.size(1) >= 1, op, ": needs at least one query and one feature, got q ",
              shape_str(q.shape()));
   check_temperature(op, temperature);
+  if (q.is_cuda()) {
+    kernels::cpu::InfonceArgs args;
+    args.rows = q.size(0);
+    args.cols = queue.size(0);
+    args.dim = q.size(1);
+    args.self = false;
+    args.temperature = temperature;
+    Tensor norm;
+    Tensor zq = prepare_rows_cuda(q, normalize, &norm);                                         // (N, D)
+    Tensor zk = prepare_rows_cuda(k, normalize, nullptr);                                       // (N, D)
+    Tensor zc = queue.size(0) > 0 ? prepare_rows_cuda(queue, normalize, nullptr) : Tensor();    // (K, D)
+    return infonce_cuda(op, args, {q}, zq, norm, zk, zc, normalize, q.dtype());
+  }
   Tensor rnorm;
   Tensor zq = prepare_rows(q, normalize, &rnorm);                        // (N, D)
   Tensor zk = prepare_rows(k, normalize, nullptr);                       // (N, D), no gradient

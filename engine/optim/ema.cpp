@@ -4,7 +4,11 @@
 #include <cmath>
 #include <numbers>
 
+#include "engine/ops/dispatch.h"
 #include "kernels/cpu/multi_tensor.h"
+#include "kernels/cuda/multi_tensor.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam::optim {
 
@@ -37,8 +41,10 @@ struct Lists {
 };
 
 // Checks the pairs; `ema` routes f32/f64 to the average and integer tensors to the byte copy, otherwise every
-// pair is copied bytewise.
-Lists collect(const char* op, const std::vector<Tensor>& target, const std::vector<Tensor>& online, bool ema) {
+// pair is copied bytewise. Only the pairs on the CPU (cuda false) or on CUDA (cuda true; all on one device,
+// returned in *device) are listed; every pair is checked either way.
+Lists collect(const char* op, const std::vector<Tensor>& target, const std::vector<Tensor>& online, bool ema,
+              bool cuda = false, int* device = nullptr) {
   SIAM_CHECK(target.size() == online.size(), op, ": target has ", target.size(), " tensors but online has ",
              online.size());
   Lists l;
@@ -51,9 +57,15 @@ Lists collect(const char* op, const std::vector<Tensor>& target, const std::vect
                shape_str(o.shape()), " in online");
     SIAM_CHECK(t.dtype() == o.dtype(), op, ": tensor ", i, " is ", dtype_name(t.dtype()), " ", shape_str(t.shape()),
                " in target but ", dtype_name(o.dtype()), " ", shape_str(o.shape()), " in online");
-    SIAM_CHECK(t.is_cpu() && o.is_cpu(), op, ": tensor ", i, " ", shape_str(t.shape()),
-               " is not on the CPU (no CUDA kernel yet): target on ", t.device().str(), ", online on ",
-               o.device().str());
+    SIAM_CHECK(t.device() == o.device(), op, ": tensor ", i, " ", shape_str(t.shape()),
+               " is on different devices: target on ", t.device().str(), ", online on ", o.device().str());
+    if (t.is_cuda() != cuda) continue;
+    if (cuda && device) {
+      if (*device < 0) *device = t.device().index;
+      SIAM_CHECK(t.device().index == *device, op, ": tensor ", i, " ", shape_str(t.shape()), " is on ",
+                 t.device().str(), " but earlier CUDA tensors are on cuda:", *device,
+                 " (one fused pass per call runs on one device)");
+    }
     SIAM_CHECK(t.is_contiguous(), op, ": target tensor ", i, " ", shape_str(t.shape()),
                " is not contiguous (targets are updated in place; pass parameters or buffers)");
     Tensor oc = o.is_contiguous() ? o : o.detach().contiguous();
@@ -79,6 +91,23 @@ Lists collect(const char* op, const std::vector<Tensor>& target, const std::vect
   return l;
 }
 
+// The CUDA pairs: f32 and f64 averages in one multi-tensor launch each (kernels/cuda/multi_tensor.h), byte
+// copies (integer buffers, copy_params) as device-to-device copies on the current stream.
+void cuda_pass(const Lists& l, int device, bool ema, double momentum) {
+  if (device < 0) return;
+  SIAM_CUDA_ONLY({
+    cuda::DeviceGuard g(device);
+    if (ema && !l.n32.empty())
+      kernels::cuda::mt_ema(DType::f32, static_cast<int64_t>(l.n32.size()), reinterpret_cast<void* const*>(l.t32.data()),
+                            reinterpret_cast<const void* const*>(l.o32.data()), l.n32.data(), momentum);
+    if (ema && !l.n64.empty())
+      kernels::cuda::mt_ema(DType::f64, static_cast<int64_t>(l.n64.size()), reinterpret_cast<void* const*>(l.t64.data()),
+                            reinterpret_cast<const void* const*>(l.o64.data()), l.n64.data(), momentum);
+    for (size_t i = 0; i < l.nb.size(); ++i)
+      cuda::copy_bytes(l.tb[i], true, l.ob[i], true, static_cast<size_t>(l.nb[i]), device, /*synchronous=*/false);
+  });
+}
+
 void copy_bytes(const Lists& l) {
   if (l.nb.empty()) return;
   // byte chunks of 4x the element chunk: the same 256 KB per chunk as an f32 pass
@@ -93,6 +122,8 @@ void ema_update(const std::vector<Tensor>& target, const std::vector<Tensor>& on
   SIAM_CHECK(std::isfinite(momentum) && momentum >= 0 && momentum <= 1, op, ": momentum must be in [0, 1], got ",
              momentum);
   NoGradGuard ng;
+  int device = -1;
+  cuda_pass(collect(op, target, online, /*ema=*/true, /*cuda=*/true, &device), device, /*ema=*/true, momentum);
   Lists l = collect(op, target, online, /*ema=*/true);
   const double om = 1.0 - momentum;
   if (!l.n32.empty()) {
@@ -108,6 +139,9 @@ void ema_update(const std::vector<Tensor>& target, const std::vector<Tensor>& on
 
 void copy_params(const std::vector<Tensor>& target, const std::vector<Tensor>& online) {
   NoGradGuard ng;
+  int device = -1;
+  cuda_pass(collect("optim::copy_params", target, online, /*ema=*/false, /*cuda=*/true, &device), device,
+            /*ema=*/false, 0.0);
   copy_bytes(collect("optim::copy_params", target, online, /*ema=*/false));
 }
 

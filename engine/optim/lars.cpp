@@ -4,7 +4,10 @@
 #include <cmath>
 
 #include "engine/ops/elementwise.h"
+#include "engine/ops/dispatch.h"
 #include "kernels/cpu/multi_tensor.h"
+#include "kernels/cuda/multi_tensor.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam::optim {
 
@@ -21,11 +24,37 @@ bool last_with_grad(const ParamGroup& group, const Tensor& p) {
   return true;
 }
 
+// CPU or CUDA (kernels/cuda/multi_tensor.h: one fused pass per device and dtype) parameters.
 bool fusable(const Tensor& p, const Tensor* buf) {
-  const bool ok = p.is_cpu() && p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
-  return ok && (!buf || (buf->is_cpu() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
+  const bool ok = p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
+  return ok && (!buf || (buf->device() == p.device() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
                          buf->shape() == p.shape()));
 }
+
+// CUDA parameters fuse when they are on the device of the CUDA parameters already pending.
+template <class P> bool same_cuda_device(const std::vector<P>& pending, const Tensor& p) {
+  if (!p.is_cuda()) return true;
+  for (const P& e : pending)
+    if (e.p.is_cuda()) return e.p.device() == p.device();
+  return true;
+}
+
+// Pointer lists of the pending CUDA parameters of one dtype.
+struct CudaList {
+  std::vector<void*> p, buf;
+  std::vector<const void*> g;
+  std::vector<uint8_t> init;
+  std::vector<int64_t> numel;
+  int device = -1;
+  void add(const Tensor& pt, const Tensor& gt, Tensor* b, bool first) {
+    device = pt.device().index;
+    p.push_back(pt.raw_data());
+    g.push_back(gt.raw_data());
+    buf.push_back(b ? b->raw_data() : nullptr);
+    init.push_back(first);
+    numel.push_back(pt.numel());
+  }
+};
 
 }  // namespace
 
@@ -50,7 +79,8 @@ void LARS::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor
     auto it = st.find("momentum_buffer");
     if (it != st.end()) buf = &it->second;
   }
-  const bool fuse = fusable(p, buf) && g.is_cpu() && g.dtype() == p.dtype();
+  const bool fuse = fusable(p, buf) && g.device() == p.device() && g.dtype() == p.dtype() &&
+                    same_cuda_device(pending_, p);
   if (fuse)
     pending_.push_back({index, p, g.contiguous()});
   else
@@ -126,6 +156,7 @@ void LARS::flush(const ParamGroup& group) {
   if (pending_.empty()) return;
   Batch<float> b32;
   Batch<double> b64;
+  CudaList c32, c64;
   for (Pending& e : pending_) {
     Tensor* buf = nullptr;
     if (group.momentum != 0) {
@@ -135,6 +166,10 @@ void LARS::flush(const ParamGroup& group) {
       buf = &it->second;
     }
     if (e.p.numel() == 0) continue;
+    if (e.p.is_cuda()) {
+      (e.p.dtype() == DType::f32 ? c32 : c64).add(e.p, e.g, buf, false);
+      continue;
+    }
     if (e.p.dtype() == DType::f32) {
       b32.p.push_back(e.p.data<float>());
       b32.g.push_back(e.g.data<float>());
@@ -149,6 +184,21 @@ void LARS::flush(const ParamGroup& group) {
   }
   lars_pass(b32, group, opt_);
   lars_pass(b64, group, opt_);
+  kernels::cuda::MtCudaLarsArgs ca;
+  ca.lr = group.lr;
+  ca.weight_decay = group.weight_decay;
+  ca.momentum = group.momentum;
+  ca.eta = opt_.eta;
+  ca.nesterov = opt_.nesterov;
+  ca.clip_lr = opt_.clip_lr;
+  ca.exclude = group.lars_exclude;
+  for (const CudaList* c : {&c32, &c64}) {
+    if (c->numel.empty()) continue;
+    const DType dt = c == &c32 ? DType::f32 : DType::f64;
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(c->device);
+                   kernels::cuda::mt_lars(dt, static_cast<int64_t>(c->numel.size()), ca, c->p.data(), c->g.data(),
+                                          group.momentum != 0 ? c->buf.data() : nullptr, c->numel.data()));
+  }
 }
 
 }  // namespace siam::optim

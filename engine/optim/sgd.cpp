@@ -1,7 +1,10 @@
 #include "engine/optim/sgd.h"
 
 #include "engine/ops/elementwise.h"
+#include "engine/ops/dispatch.h"
 #include "kernels/cpu/multi_tensor.h"
+#include "kernels/cuda/multi_tensor.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam::optim {
 
@@ -18,11 +21,37 @@ bool last_with_grad(const ParamGroup& group, const Tensor& p) {
   return true;
 }
 
+// CPU or CUDA (kernels/cuda/multi_tensor.h: one fused pass per device and dtype) parameters.
 bool fusable(const Tensor& p, const Tensor* buf) {
-  const bool ok = p.is_cpu() && p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
-  return ok && (!buf || (buf->is_cpu() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
+  const bool ok = p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
+  return ok && (!buf || (buf->device() == p.device() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
                          buf->shape() == p.shape()));
 }
+
+// CUDA parameters fuse when they are on the device of the CUDA parameters already pending.
+template <class P> bool same_cuda_device(const std::vector<P>& pending, const Tensor& p) {
+  if (!p.is_cuda()) return true;
+  for (const P& e : pending)
+    if (e.p.is_cuda()) return e.p.device() == p.device();
+  return true;
+}
+
+// Pointer lists of the pending CUDA parameters of one dtype.
+struct CudaList {
+  std::vector<void*> p, buf;
+  std::vector<const void*> g;
+  std::vector<uint8_t> init;
+  std::vector<int64_t> numel;
+  int device = -1;
+  void add(const Tensor& pt, const Tensor& gt, Tensor* b, bool first) {
+    device = pt.device().index;
+    p.push_back(pt.raw_data());
+    g.push_back(gt.raw_data());
+    buf.push_back(b ? b->raw_data() : nullptr);
+    init.push_back(first);
+    numel.push_back(pt.numel());
+  }
+};
 
 }  // namespace
 
@@ -48,7 +77,8 @@ void SGD::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor&
     auto it = st.find("momentum_buffer");
     if (it != st.end()) buf = &it->second;
   }
-  const bool fuse = fusable(p, buf) && g.is_cpu() && g.dtype() == p.dtype();
+  const bool fuse = fusable(p, buf) && g.device() == p.device() && g.dtype() == p.dtype() &&
+                    same_cuda_device(pending_, p);
   if (fuse)
     pending_.push_back({index, p, g.contiguous()});
   else
@@ -98,6 +128,7 @@ void SGD::flush(const ParamGroup& group) {
   std::vector<const double*> g64;
   std::vector<uint8_t> i32, i64;
   std::vector<int64_t> n32, n64;
+  CudaList c32, c64;
   const bool mom = group.momentum != 0;
   for (Pending& e : pending_) {
     Tensor* buf = nullptr;
@@ -112,6 +143,10 @@ void SGD::flush(const ParamGroup& group) {
       buf = &it->second;
     }
     if (e.p.numel() == 0) continue;
+    if (e.p.is_cuda()) {
+      (e.p.dtype() == DType::f32 ? c32 : c64).add(e.p, e.g, buf, init);
+      continue;
+    }
     if (e.p.dtype() == DType::f32) {
       p32.push_back(e.p.data<float>());
       g32.push_back(e.g.data<float>());
@@ -134,6 +169,20 @@ void SGD::flush(const ParamGroup& group) {
   a.nesterov = opt_.nesterov;
   sgd_pass<float>(p32, g32, b32, i32, n32, a);
   sgd_pass<double>(p64, g64, b64, i64, n64, a);
+  kernels::cuda::MtCudaSgdArgs ca;
+  ca.lr = a.lr;
+  ca.weight_decay = a.weight_decay;
+  ca.momentum = a.momentum;
+  ca.dampening = a.dampening;
+  ca.nesterov = a.nesterov;
+  for (const CudaList* c : {&c32, &c64}) {
+    if (c->numel.empty()) continue;
+    const DType dt = c == &c32 ? DType::f32 : DType::f64;
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(c->device);
+                   kernels::cuda::mt_sgd(dt, static_cast<int64_t>(c->numel.size()), ca, c->p.data(), c->g.data(),
+                                         mom ? c->buf.data() : nullptr, mom ? c->init.data() : nullptr,
+                                         c->numel.data()));
+  }
 }
 
 }  // namespace siam::optim

@@ -1,0 +1,166 @@
+// Fused siamese kernels on CUDA against their unfused compositions (compiled only into CUDA builds, see
+// bench/CMakeLists.txt), through the op front-ends, timed with CUDA events on the current stream after an L2
+// flush (a 256 MiB overwrite; the H200's L2 is 50 MiB). Without a device every benchmark reports
+// "no CUDA device" and runs nothing.
+//
+//   BM_nce_fused_cuda/N/D    nt_xent(z1, z2, 0.1) forward + backward (kernels/cuda/infonce.h), 2N rows
+//   BM_nce_unfused_cuda/N/D  cat, normalize, matmul, scale, diagonal mask, cross_entropy over the 2N x 2N
+//                            logits on the device (N = 65536 is left out: its 2N x 2N f32 matrix is 69 GB)
+//   BM_ema_fused_cuda/P      optim::ema_update over a ResNet-50's parameter shapes (P = 1) (kernels/cuda/
+//                            multi_tensor.h); pct_of_copy against 12 bytes/parameter at kCopyRate
+//   BM_xcorr_fused_cuda/N/D  barlow_twins_loss on CUDA: runs only once xcorr has a CUDA kernel (it reports the
+//                            op's error otherwise)
+// Counters: flops (InfoNCE 6 M^2 D, M = 2N, the useful forward + backward work; recomputation not counted),
+// bytes (EMA), bytes_peak (the caching allocator's high-water mark of allocated bytes above the inputs during
+// the iteration).
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/ops/elementwise.h"
+#include "engine/ops/linalg.h"
+#include "engine/ops/loss.h"
+#include "engine/ops/shape.h"
+#include "engine/ops/siamese.h"
+#include "engine/optim/ema.h"
+#include "engine/tensor.h"
+#include "kernels/cuda/allocator.h"
+#include "kernels/cuda/stream.h"
+
+namespace {
+
+using siam::DType;
+using siam::Tensor;
+using siam::TensorOptions;
+
+constexpr double kCopyRate = 4.3e12;  // bytes/s, H200 device copy (read + write)
+constexpr double kMinTime = 0.02;
+constexpr double kTemp = 0.1;
+constexpr int64_t kFlushBytes = int64_t(256) << 20;
+
+bool no_device(benchmark::State& st) {
+  if (siam::cuda_available()) return false;
+  st.SkipWithError("no CUDA device on this machine");
+  return true;
+}
+
+TensorOptions dev(DType dt = DType::f32) { return TensorOptions(dt, siam::Device("cuda:0")); }
+
+// Warms up once, then times each iteration with events after an L2 flush; bytes_peak = the allocator's peak
+// allocated bytes during the timed op minus what was allocated before it.
+template <class F> void run_timed(benchmark::State& st, F&& op) {
+  Tensor flush = siam::empty({kFlushBytes}, dev(DType::u8));
+  op();
+  siam::cuda::Event start(true), stop(true);
+  double peak = 0;
+  for (auto _ : st) {
+    flush.fill_(0.0);
+    siam::cuda::synchronize_device(0);
+    const size_t base = siam::cuda::device_alloc_stats(0).allocated_bytes;
+    siam::cuda::reset_peak_device_stats(0);
+    start.record(siam::cuda::current_stream(0));
+    op();
+    stop.record(siam::cuda::current_stream(0));
+    stop.synchronize();
+    st.SetIterationTime(start.elapsed_ms(stop) * 1e-3);
+    const double p = static_cast<double>(siam::cuda::device_alloc_stats(0).peak_allocated_bytes - base);
+    peak = p > peak ? p : peak;
+  }
+  st.counters["bytes_peak"] = peak;
+}
+
+Tensor nt_xent_unfused(const Tensor& z1, const Tensor& z2, double t) {
+  const int64_t n = z1.size(0), m = 2 * n;
+  Tensor z = siam::normalize(siam::cat({z1, z2}, 0), 1);         // (2N, D)
+  Tensor s = siam::mul(siam::matmul(z, z.t()), 1.0 / t);          // (2N, 2N)
+  s = siam::add(s, siam::mul(siam::eye(m, z1.options()), -1e9));  // mask self-similarity
+  std::vector<int64_t> target(m);
+  for (int64_t i = 0; i < m; ++i) target[i] = (i + n) % m;
+  return siam::cross_entropy(s, siam::from_vector_i64(target, {m}).to(z1.device()));
+}
+
+template <class F> void run_nce(benchmark::State& st, F&& loss_fn) {
+  if (no_device(st)) return;
+  const int64_t n = st.range(0), d = st.range(1), m = 2 * n;
+  Tensor z1 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  Tensor z2 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  run_timed(st, [&] {
+    z1.set_grad(Tensor());
+    z2.set_grad(Tensor());
+    loss_fn(z1, z2).backward();
+  });
+  st.counters["flops"] = benchmark::Counter(6.0 * double(m) * double(m) * double(d),
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_nce_fused_cuda(benchmark::State& st) {
+  run_nce(st, [](const Tensor& a, const Tensor& b) { return siam::nt_xent(a, b, kTemp); });
+}
+void BM_nce_unfused_cuda(benchmark::State& st) {
+  run_nce(st, [](const Tensor& a, const Tensor& b) { return nt_xent_unfused(a, b, kTemp); });
+}
+BENCHMARK(BM_nce_fused_cuda)->Args({4096, 128})->Args({16384, 128})->Args({65536, 128})->MinTime(kMinTime)
+    ->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_nce_unfused_cuda)->Args({4096, 128})->Args({16384, 128})->MinTime(kMinTime)->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// ResNet-50's parameter shapes (25,557,032 parameters in 161 tensors), built from its stage structure.
+std::vector<siam::Shape> resnet50_shapes() {
+  std::vector<siam::Shape> s = {{64, 3, 7, 7}, {64}, {64}};
+  const int64_t widths[4] = {64, 128, 256, 512}, blocks[4] = {3, 4, 6, 3};
+  int64_t in = 64;
+  for (int st = 0; st < 4; ++st)
+    for (int b = 0; b < blocks[st]; ++b) {
+      const int64_t w = widths[st], out = 4 * w;
+      for (const siam::Shape& c : std::vector<siam::Shape>{{w, in, 1, 1}, {w, w, 3, 3}, {out, w, 1, 1}}) {
+        s.push_back(c);
+        s.push_back({c[0]});
+        s.push_back({c[0]});
+      }
+      if (b == 0) {
+        s.push_back({out, in, 1, 1});
+        s.push_back({out});
+        s.push_back({out});
+      }
+      in = out;
+    }
+  s.push_back({1000, 2048});
+  s.push_back({1000});
+  return s;
+}
+
+void BM_ema_fused_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  std::vector<Tensor> target, online;
+  int64_t params = 0;
+  for (const siam::Shape& sh : resnet50_shapes()) {
+    target.push_back(siam::randn(sh, dev()));
+    online.push_back(siam::randn(sh, dev()));
+    params += target.back().numel();
+  }
+  run_timed(st, [&] { siam::optim::ema_update(target, online, 0.996); });
+  const double bytes = 12.0 * double(params);
+  st.counters["params"] = double(params);
+  st.counters["bytes"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["limit_us"] = bytes / kCopyRate * 1e6;
+}
+BENCHMARK(BM_ema_fused_cuda)->Arg(1)->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_xcorr_fused_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  const int64_t n = st.range(0), d = st.range(1);
+  Tensor z1 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  Tensor z2 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  try {
+    run_timed(st, [&] { siam::barlow_twins_loss(z1, z2).backward(); });
+  } catch (const siam::Error& e) {
+    st.SkipWithError(e.what());
+    return;
+  }
+  st.counters["flops"] = benchmark::Counter(6.0 * double(n) * double(d) * double(d),
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_xcorr_fused_cuda)->Args({4096, 2048})->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace

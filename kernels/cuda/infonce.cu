@@ -1,0 +1,346 @@
+// Tiled InfoNCE on CUDA (shapes, forms and versions in infonce.h). Three layers: the exported entries validate
+// and pick the dtype, static launchers choose grids and shared memory, the __global__ kernels compute.
+#include <cuda_runtime.h>
+
+#include <limits>
+
+#include "kernels/common/online_lse.h"
+#include "kernels/cuda/check.h"
+#include "kernels/cuda/infonce.h"
+#include "kernels/cuda/stream.h"
+
+namespace siam::kernels::cuda {
+
+namespace {
+
+constexpr int kBM = 64;        // rows of a tile (one block)
+constexpr int kBN = 64;        // columns of a tile
+constexpr int kBK = 32;        // slice of D staged in shared memory for the logits
+constexpr int kDC = 128;       // columns of D accumulated at once by the gradient pass
+constexpr int kThreads = 256;  // 16 x 16 threads, each a 4 x 4 micro-tile (rows ty + 16 r, columns tx + 16 c)
+constexpr unsigned kFull = 0xffffffffu;
+
+cudaStream_t stream() { return static_cast<cudaStream_t>(siam::cuda::current_stream()); }
+
+template <class T> __device__ __forceinline__ T d_log(T x);
+template <> __device__ __forceinline__ float d_log<float>(float x) { return logf(x); }
+template <> __device__ __forceinline__ double d_log<double>(double x) { return ::log(x); }
+template <class T> __device__ __forceinline__ T d_inf() { return std::numeric_limits<T>::infinity(); }
+
+// acc[r][c] = x_{i0 + ty + 16 r} . y_{j0 + tx + 16 c} for r, c < 4; rows >= nx and columns >= ny read as zeros.
+// xs, ys: shared (kBM, kBK + 1) and (kBN, kBK + 1) (padded: conflict-free reads along k). Ends synchronized.
+template <class T>
+__device__ __forceinline__ void tile_dot(const T* __restrict__ x, int64_t nx, int64_t i0, const T* __restrict__ y,
+                                         int64_t ny, int64_t j0, int64_t D, T* xs, T* ys, T (&acc)[4][4]) {
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) acc[r][c] = T(0);
+  for (int64_t k0 = 0; k0 < D; k0 += kBK) {
+    for (int e = tid; e < kBM * kBK; e += kThreads) {  // a warp reads 32 consecutive elements of one row
+      const int r = e / kBK, k = e % kBK;
+      const int64_t gk = k0 + k, gi = i0 + r, gj = j0 + r;
+      xs[r * (kBK + 1) + k] = (gi < nx && gk < D) ? x[gi * D + gk] : T(0);
+      ys[r * (kBK + 1) + k] = (gj < ny && gk < D) ? y[gj * D + gk] : T(0);
+    }
+    __syncthreads();
+#pragma unroll 8
+    for (int k = 0; k < kBK; ++k) {
+      T a[4], b[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) a[r] = xs[(ty + 16 * r) * (kBK + 1) + k];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) b[c] = ys[(tx + 16 * c) * (kBK + 1) + k];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) acc[r][c] += a[r] * b[c];
+    }
+    __syncthreads();
+  }
+}
+
+// lse_i = log( [init_i present: e^init_i] + sum_{j < cols, not masked} e^{x_i . y_j / t} ); mask: j == i.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    infonce_lse_kernel1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* __restrict__ x,
+                        const T* __restrict__ y, bool mask_diag, const T* __restrict__ init, T* __restrict__ lse) {
+  __shared__ T xs[kBM * (kBK + 1)], ys[kBN * (kBK + 1)];
+  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBM;
+  OnlineLse<T> st[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int64_t i = i0 + ty + 16 * r;
+    st[r] = online_lse_empty<T>();
+    if (init && i < rows) st[r] = {init[i], T(1)};
+  }
+  for (int64_t j0 = 0; j0 < cols; j0 += kBN) {
+    T acc[4][4];
+    tile_dot(x, rows, i0, y, cols, j0, D, xs, ys, acc);
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t i = i0 + ty + 16 * r;
+      T v[4];
+      bool ok[4];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int64_t j = j0 + tx + 16 * c;
+        v[c] = acc[r][c] * inv_t;
+        ok[c] = j < cols && !(mask_diag && j == i);
+      }
+      st[r] = online_lse_add(st[r], v, ok);
+    }
+  }
+  // The 16 threads of a row group are lanes with the same bits 4.. of the lane id (tx = lane & 15).
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) {
+      const OnlineLse<T> other{__shfl_xor_sync(kFull, st[r].m, o), __shfl_xor_sync(kFull, st[r].s, o)};
+      st[r] = online_lse_merge(st[r], other);
+    }
+  if (tx == 0)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t i = i0 + ty + 16 * r;
+      if (i < rows) lse[i] = st[r].m + d_log(st[r].s);
+    }
+}
+
+// dx_i = grad[0] * inv_m * inv_t * sum_{j < cols, not masked} (e^{S_ij - a_i} + e^{S_ij - b_j}) y_j, S = x y^T / t.
+// a (rows) / b (cols) may be null (that term absent). Shared memory (dynamic): xs, ys as in tile_dot, ps (kBM,
+// kBN + 1) the probability tile, yc (kBN, kDC) a slice of Y_J.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    infonce_grad_kernel1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* __restrict__ x,
+                         const T* __restrict__ y, bool mask_diag, const T* __restrict__ a, const T* __restrict__ b,
+                         const T* __restrict__ grad, T inv_m, T* __restrict__ dx) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  T* xs = reinterpret_cast<T*>(smem_raw);
+  T* ys = xs + kBM * (kBK + 1);
+  T* ps = ys + kBN * (kBK + 1);
+  T* yc = ps + kBM * (kBN + 1);
+  const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBM;
+  const T scale = grad[0] * inv_m * inv_t;
+  T ai[4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const int64_t i = i0 + ty + 16 * r;
+    ai[r] = (a && i < rows) ? a[i] : d_inf<T>();  // +inf: exp(S - inf) = 0, the term drops
+  }
+  for (int64_t d0 = 0; d0 < D; d0 += kDC) {
+    T acc[4][8];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int c = 0; c < 8; ++c) acc[r][c] = T(0);
+    for (int64_t j0 = 0; j0 < cols; j0 += kBN) {
+      T s[4][4];
+      tile_dot(x, rows, i0, y, cols, j0, D, xs, ys, s);
+      T bj[4];
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        const int64_t j = j0 + tx + 16 * c;
+        bj[c] = (b && j < cols) ? b[j] : d_inf<T>();
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int64_t i = i0 + ty + 16 * r;
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int64_t j = j0 + tx + 16 * c;
+          const T v = s[r][c] * inv_t;
+          const bool ok = i < rows && j < cols && !(mask_diag && i == j);
+          ps[(ty + 16 * r) * (kBN + 1) + tx + 16 * c] = ok ? lse_exp(v - ai[r]) + lse_exp(v - bj[c]) : T(0);
+        }
+      }
+      for (int e = tid; e < kBN * kDC; e += kThreads) {
+        const int jr = e / kDC, dd = e % kDC;
+        const int64_t gj = j0 + jr, gd = d0 + dd;
+        yc[e] = (gj < cols && gd < D) ? y[gj * D + gd] : T(0);
+      }
+      __syncthreads();
+#pragma unroll 4
+      for (int j = 0; j < kBN; ++j) {
+        T p[4], q[8];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) p[r] = ps[(ty + 16 * r) * (kBN + 1) + j];
+#pragma unroll
+        for (int c = 0; c < 8; ++c) q[c] = yc[j * kDC + tx + 16 * c];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int c = 0; c < 8; ++c) acc[r][c] += p[r] * q[c];
+      }
+      __syncthreads();
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t i = i0 + ty + 16 * r;
+      if (i >= rows) continue;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const int64_t d = d0 + tx + 16 * c;
+        if (d < D) dx[i * D + d] = acc[r][c] * scale;
+      }
+    }
+  }
+}
+
+template <class T> __device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  return v;
+}
+
+// pos[i] = z_i . other_i / t, other_i = z_{(i + off) mod M} (self) or keys_i (cross). A warp per row.
+template <class T>
+__global__ void infonce_pos_logits_kernel1(int64_t rows, int64_t D, int64_t off, bool self, T inv_t,
+                                           const T* __restrict__ z, const T* __restrict__ keys, T* __restrict__ pos) {
+  const int lane = threadIdx.x & 31;
+  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {
+    const T* zi = z + i * D;
+    const T* o = self ? z + ((i + off) % rows) * D : keys + i * D;
+    T s = 0;
+    for (int64_t k = lane; k < D; k += 32) s += zi[k] * o[k];
+    s = warp_sum(s);
+    if (lane == 0) pos[i] = s * inv_t;
+  }
+}
+
+// The positive terms of dz (the tiles cover the denominators), c = grad[0] * inv_m * inv_t:
+//   self:  dz_i -= c (z_{(i + off) mod M} + z_{(i - off) mod M})
+//   cross: dz_i += c (e^{p_i - lse_i} - 1) k_i,  p_i = z_i . k_i / t
+template <class T>
+__global__ void infonce_pos_grad_kernel1(int64_t rows, int64_t D, int64_t off, bool self, T inv_t,
+                                         const T* __restrict__ z, const T* __restrict__ keys,
+                                         const T* __restrict__ lse, const T* __restrict__ grad, T inv_m,
+                                         T* __restrict__ dz) {
+  const int lane = threadIdx.x & 31;
+  const T c = grad[0] * inv_m * inv_t;
+  for (int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32; i < rows;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x / 32) {
+    T* o = dz + i * D;
+    if (self) {
+      const T* zp = z + ((i + off) % rows) * D;
+      const T* zq = z + ((i - off % rows + rows) % rows) * D;
+      for (int64_t k = lane; k < D; k += 32) o[k] -= c * (zp[k] + zq[k]);
+    } else {
+      const T* zi = z + i * D;
+      const T* ki = keys + i * D;
+      T s = 0;
+      for (int64_t k = lane; k < D; k += 32) s += zi[k] * ki[k];
+      s = warp_sum(s);
+      const T w = c * (lse_exp(s * inv_t - lse[i]) - T(1));
+      for (int64_t k = lane; k < D; k += 32) o[k] += w * ki[k];
+    }
+  }
+}
+
+// loss[0] = (1/M) sum_i (lse_i - pos_i), summed in f64: per-thread strided partials, then a fixed tree.
+template <class T>
+__global__ void infonce_loss_kernel1(int64_t rows, const T* __restrict__ lse, const T* __restrict__ pos,
+                                     T* __restrict__ loss) {
+  __shared__ double part[kThreads];
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < rows; i += kThreads)
+    s += static_cast<double>(lse[i]) - static_cast<double>(pos[i]);
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = kThreads / 2; w > 0; w >>= 1) {
+    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) loss[0] = static_cast<T>(part[0] / static_cast<double>(rows));
+}
+
+unsigned row_tiles(int64_t rows) { return static_cast<unsigned>((rows + kBM - 1) / kBM); }
+unsigned warp_rows_grid(int64_t rows) {
+  const int64_t blocks = (rows + kThreads / 32 - 1) / (kThreads / 32);
+  return static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
+}
+
+template <class T>
+void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* queue, T* pos, T* lse, T* loss) {
+  const T inv_t = static_cast<T>(1.0 / a.temperature);
+  const int64_t M = a.rows, D = a.dim;
+  infonce_pos_logits_kernel1<T><<<warp_rows_grid(M), kThreads, 0, stream()>>>(M, D, a.pos_offset, a.self, inv_t, z,
+                                                                              keys, pos);
+  SIAM_CUDA_LAUNCH_CHECK();
+  if (a.self)
+    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, lse);
+  else  // the positive is in the denominator: each row's state starts at (pos_i, 1)
+    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, a.cols, D, inv_t, z, queue, false, pos, lse);
+  SIAM_CUDA_LAUNCH_CHECK();
+  infonce_loss_kernel1<T><<<1, kThreads, 0, stream()>>>(M, lse, pos, loss);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
+void launch_backward(const InfonceArgs& a, const T* grad, const T* z, const T* keys, const T* queue, const T* lse,
+                     T* dz) {
+  const T inv_t = static_cast<T>(1.0 / a.temperature), inv_m = static_cast<T>(1.0 / static_cast<double>(a.rows));
+  const int64_t M = a.rows, D = a.dim;
+  const size_t smem = sizeof(T) * (2 * kBM * (kBK + 1) + kBM * (kBN + 1) + kBN * kDC);
+  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  if (a.self)  // G + G^T: row softmax and column softmax terms in one row pass
+    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, M, D, inv_t, z, z, true, lse, lse, grad,
+                                                                       inv_m, dz);
+  else
+    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, a.cols, D, inv_t, z, queue, false, lse,
+                                                                       nullptr, grad, inv_m, dz);
+  SIAM_CUDA_LAUNCH_CHECK();
+  infonce_pos_grad_kernel1<T><<<warp_rows_grid(M), kThreads, 0, stream()>>>(M, D, a.pos_offset, a.self, inv_t, z,
+                                                                            keys, lse, grad, inv_m, dz);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
+void check_args(const char* op, DType dt, const InfonceArgs& a, const void* z, const void* keys, const void* queue) {
+  SIAM_CHECK(dt == DType::f32 || dt == DType::f64, op, " (cuda): expects f32 or f64 rows, got ", dtype_name(dt));
+  SIAM_CHECK(a.rows >= 1 && a.dim >= 1, op, " (cuda): needs at least one row and one feature, got rows ", a.rows,
+             ", dim ", a.dim);
+  SIAM_CHECK(a.temperature > 0, op, " (cuda): temperature must be positive, got ", a.temperature);
+  SIAM_CHECK(z != nullptr, op, " (cuda): rows are null");
+  if (a.self) {
+    SIAM_CHECK(a.cols == a.rows, op, " (cuda): the self form has cols = rows, got cols ", a.cols, ", rows ", a.rows);
+    SIAM_CHECK(a.pos_offset >= 0, op, " (cuda): pos_offset must be >= 0, got ", a.pos_offset);
+  } else {
+    SIAM_CHECK(a.cols >= 0 && keys != nullptr && (a.cols == 0 || queue != nullptr), op,
+               " (cuda): the cross form needs keys (rows, D) and a queue (cols, D), got cols ", a.cols);
+  }
+}
+
+}  // namespace
+
+void infonce_forward(DType dt, const InfonceArgs& a, const void* z, const void* keys, const void* queue, void* pos,
+                     void* lse, void* loss) {
+  check_args("infonce_forward", dt, a, z, keys, queue);
+  if (dt == DType::f32)
+    launch_forward<float>(a, static_cast<const float*>(z), static_cast<const float*>(keys),
+                          static_cast<const float*>(queue), static_cast<float*>(pos), static_cast<float*>(lse),
+                          static_cast<float*>(loss));
+  else
+    launch_forward<double>(a, static_cast<const double*>(z), static_cast<const double*>(keys),
+                           static_cast<const double*>(queue), static_cast<double*>(pos), static_cast<double*>(lse),
+                           static_cast<double*>(loss));
+}
+
+void infonce_backward(DType dt, const InfonceArgs& a, const void* grad, const void* z, const void* keys,
+                      const void* queue, const void* lse, void* dz) {
+  check_args("infonce_backward", dt, a, z, keys, queue);
+  if (dt == DType::f32)
+    launch_backward<float>(a, static_cast<const float*>(grad), static_cast<const float*>(z),
+                           static_cast<const float*>(keys), static_cast<const float*>(queue),
+                           static_cast<const float*>(lse), static_cast<float*>(dz));
+  else
+    launch_backward<double>(a, static_cast<const double*>(grad), static_cast<const double*>(z),
+                            static_cast<const double*>(keys), static_cast<const double*>(queue),
+                            static_cast<const double*>(lse), static_cast<double*>(dz));
+}
+
+}  // namespace siam::kernels::cuda

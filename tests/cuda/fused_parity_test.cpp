@@ -1,0 +1,332 @@
+// The fused siamese kernels on CUDA against their CPU twins (label cuda): tiled InfoNCE (nt_xent, moco_infonce;
+// kernels/cuda/infonce.h) forward and backward, and the multi-tensor EMA, SGD and LARS steps
+// (kernels/cuda/multi_tensor.h), for f32, f64 and bf16 inputs and sizes that are not multiples of the tiles
+// (64-row tiles, 32/128-wide slices of D, 32K-element chunks). Errors are normalized: max |cuda - cpu| /
+// max(max |cpu|, 1e-3) per tensor. Bounds: f64 1e-10; f32 2e-5 (sums of up to ~2N terms in another order,
+// exp through the same fastmath); bf16 inputs 1e-2 (both sides compute in f32 from the same bf16 values; only
+// the final bf16 rounding of the gradients may differ by one unit).
+// Tests that need a device skip with the reason; the host-and-device helpers they rest on
+// (kernels/common/online_lse.h, multi_tensor_math.h, mt_launch_table.h) are checked here on every machine.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/core/random.h"
+#include "engine/ops/siamese.h"
+#include "engine/optim/ema.h"
+#include "engine/optim/lars.h"
+#include "engine/optim/sgd.h"
+#include "engine/tensor.h"
+#include "kernels/common/mt_launch_table.h"
+#include "kernels/common/multi_tensor_math.h"
+#include "kernels/common/online_lse.h"
+#include "kernels/cpu/multi_tensor.h"
+
+namespace siam {
+namespace {
+
+#define SIAM_REQUIRE_CUDA()                                                                        \
+  do {                                                                                             \
+    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
+  } while (0)
+
+const Device kDev("cuda:0");
+
+double norm_err(const Tensor& got, const Tensor& want) {
+  if (!got.defined() || !want.defined() || got.shape() != want.shape()) return std::nan("");
+  auto g = got.to_vector<double>(), w = want.to_vector<double>();
+  double diff = 0, scale = 1e-3;
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (std::isnan(g[i]) || std::isnan(w[i])) return std::nan("");
+    diff = std::max(diff, std::abs(g[i] - w[i]));
+    scale = std::max(scale, std::abs(w[i]));
+  }
+  return diff / scale;
+}
+
+double tol(DType dt) { return dt == DType::f64 ? 1e-10 : dt == DType::f32 ? 2e-5 : 1e-2; }
+
+Tensor rnd(const Shape& s, DType dt, uint64_t seed) {
+  Generator gen(seed);
+  return randn(s, gen, TensorOptions(DType::f64)).to(dt);
+}
+
+// ---- host-and-device helpers, checked on every machine ----
+
+TEST(OnlineLse, MergesAndAddsMatchDirectLogsumexp) {
+  std::vector<double> v;
+  for (int i = 0; i < 37; ++i) v.push_back(std::sin(i * 1.7) * 30.0);
+  double mx = -INFINITY;
+  for (double x : v) mx = std::max(mx, x);
+  double s = 0;
+  for (double x : v) s += std::exp(x - mx);
+  const double want = mx + std::log(s);
+  // add in groups of 4 (some entries masked), merge partial states in two different groupings
+  for (int split : {1, 5, 16}) {
+    OnlineLse<double> a = online_lse_empty<double>(), b = online_lse_empty<double>();
+    for (size_t i = 0; i < v.size(); i += 4) {
+      double vals[4];
+      bool ok[4];
+      for (int k = 0; k < 4; ++k) {
+        ok[k] = i + k < v.size();
+        vals[k] = ok[k] ? v[i + k] : 0.0;
+      }
+      OnlineLse<double>& st = static_cast<int>(i / 4) % split == 0 ? a : b;
+      st = online_lse_add(st, vals, ok);
+    }
+    const OnlineLse<double> m = online_lse_merge(a, b);
+    EXPECT_NEAR(m.m + std::log(m.s), want, 1e-12) << "split " << split;
+  }
+  const OnlineLse<float> e = online_lse_merge(online_lse_empty<float>(), online_lse_empty<float>());
+  EXPECT_EQ(e.s, 0.0f);  // empty with empty stays empty, no NaN
+  const OnlineLse<float> one = online_lse_merge(online_lse_empty<float>(), OnlineLse<float>{2.0f, 1.0f});
+  EXPECT_EQ(one.m, 2.0f);
+  EXPECT_EQ(one.s, 1.0f);
+}
+
+TEST(MtLaunchTable, EveryChunkOnceInOrderWithinTheLimits) {
+  const std::vector<int64_t> numel = {5, 0, 100, 1, 64, 65, 0, 300, 7, 1000, 3};
+  for (int max_t : {1, 2, 3, 320})
+    for (int max_b : {1, 4, 7, 2048}) {
+      const MtLaunchPlan plan = mt_launch_plan(numel.data(), static_cast<int64_t>(numel.size()), 64, max_t, max_b);
+      std::vector<int64_t> seen_chunks(numel.size(), 0);
+      int64_t global = 0;
+      for (const MtLaunch& L : plan.launches) {
+        EXPECT_EQ(L.block_base, global);
+        EXPECT_LE(static_cast<int>(L.tensors.size()), max_t);
+        EXPECT_LE(static_cast<int>(L.block_slot.size()), max_b);
+        ASSERT_EQ(L.block_slot.size(), L.block_chunk.size());
+        for (size_t b = 0; b < L.block_slot.size(); ++b, ++global) {
+          const int32_t t = L.tensors.at(L.block_slot[b]);
+          EXPECT_EQ(L.block_chunk[b], seen_chunks[t]) << "chunks of tensor " << t << " out of order";
+          EXPECT_EQ(plan.first_block[t] + L.block_chunk[b], global);
+          ++seen_chunks[t];
+        }
+      }
+      EXPECT_EQ(global, plan.total_blocks);
+      for (size_t t = 0; t < numel.size(); ++t) {
+        EXPECT_EQ(seen_chunks[t], (numel[t] + 63) / 64) << "tensor " << t;
+        if (numel[t] == 0) {
+          EXPECT_EQ(plan.first_block[t], -1);
+        }
+      }
+    }
+}
+
+TEST(MtMath, ElementFormulasMatchTheCpuKernels) {
+  const int64_t n = 1000;
+  std::vector<double> p0(n), g(n), b0(n);
+  for (int64_t i = 0; i < n; ++i) {
+    p0[i] = std::sin(0.3 * i);
+    g[i] = std::cos(0.7 * i);
+    b0[i] = 0.1 * std::sin(1.3 * i);
+  }
+  const kernels::cpu::MtPlan plan = kernels::cpu::mt_plan(&n, 1, 128);
+  // EMA
+  {
+    std::vector<double> t = p0;
+    double* tp = t.data();
+    const double* op = g.data();
+    kernels::cpu::mt_ema<double>(plan, &tp, &op, 0.99, 1.0 - 0.99);
+    for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(t[i], mt_ema_elem(p0[i], g[i], 0.99, 1.0 - 0.99), 1e-15);
+  }
+  // SGD, every flag combination
+  for (int mode = 0; mode < 8; ++mode) {
+    kernels::cpu::MtSgdArgs a;
+    a.lr = 0.1;
+    a.weight_decay = (mode & 1) ? 1e-4 : 0;
+    a.momentum = (mode & 2) ? 0.9 : 0;
+    a.nesterov = (mode & 4) && a.momentum != 0;
+    a.dampening = a.nesterov ? 0 : 0.1;
+    for (uint8_t init : {uint8_t(0), uint8_t(1)}) {
+      std::vector<double> p = p0, b = b0, pe = p0, be = b0;
+      double* pp = p.data();
+      double* bp = b.data();
+      const double* gp = g.data();
+      kernels::cpu::mt_sgd<double>(plan, a, &pp, &gp, &bp, &init);
+      for (int64_t i = 0; i < n; ++i) {
+        mt_sgd_elem(pe[i], g[i], be[i], a.weight_decay, a.momentum, 1.0 - a.dampening, -a.lr, a.momentum != 0,
+                    init != 0, a.nesterov);
+        ASSERT_NEAR(p[i], pe[i], 1e-14) << "sgd mode " << mode;
+        ASSERT_NEAR(b[i], be[i], 1e-14) << "sgd mode " << mode;
+      }
+    }
+  }
+  // LARS
+  for (int mode = 0; mode < 4; ++mode) {
+    kernels::cpu::MtLarsArgs a;
+    a.momentum = (mode & 1) ? 0.9 : 0;
+    a.nesterov = (mode & 2) && a.momentum != 0;
+    const double wd = 1e-4, slr = 0.05;
+    std::vector<double> p = p0, v = b0, pe = p0, ve = b0;
+    double* pp = p.data();
+    double* vp = v.data();
+    const double* gp = g.data();
+    kernels::cpu::mt_lars<double>(plan, a, &wd, &slr, &pp, &gp, &vp);
+    for (int64_t i = 0; i < n; ++i) {
+      mt_lars_elem(pe[i], g[i], ve[i], wd, slr, a.momentum, a.momentum != 0, a.nesterov);
+      ASSERT_NEAR(p[i], pe[i], 1e-14) << "lars mode " << mode;
+      ASSERT_NEAR(v[i], ve[i], 1e-14) << "lars mode " << mode;
+    }
+  }
+  EXPECT_DOUBLE_EQ(lars_scaled_lr(2.0, 4.0, 0.1, 1e-3, false), 0.1 * 1e-3 * 0.5);
+  EXPECT_DOUBLE_EQ(lars_scaled_lr(2.0, 4.0, 1e-5, 1e-3, true), 1e-5);
+  EXPECT_DOUBLE_EQ(lars_scaled_lr(0.0, 4.0, 0.1, 1e-3, false), 0.1);
+}
+
+// ---- InfoNCE ----
+
+struct NceSize {
+  int64_t n, d;
+};
+const NceSize kNceSizes[] = {{1, 1}, {3, 5}, {37, 64}, {32, 128}, {100, 130}, {129, 257}};
+
+// loss and the inputs' gradients of fn on `dev` (inputs copied there, leaves requiring grad)
+std::vector<Tensor> run_on(Device dev, const std::vector<Tensor>& in, size_t n_grad,
+                           const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
+  std::vector<Tensor> xs;
+  for (size_t i = 0; i < in.size(); ++i) {
+    Tensor x = in[i].to(dev).detach();
+    if (i < n_grad) x.set_requires_grad(true);
+    xs.push_back(x);
+  }
+  Tensor loss = fn(xs);
+  loss.backward();
+  std::vector<Tensor> out = {loss.to(kCPU)};
+  for (size_t i = 0; i < n_grad; ++i) out.push_back(xs[i].grad().to(kCPU));
+  return out;
+}
+
+void expect_parity(const std::string& what, DType dt, const std::vector<Tensor>& in, size_t n_grad,
+                   const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
+  const std::vector<Tensor> cpu = run_on(kCPU, in, n_grad, fn), gpu = run_on(kDev, in, n_grad, fn);
+  const double t = tol(dt);
+  EXPECT_LE(norm_err(gpu[0], cpu[0]), t) << what << ": loss " << gpu[0].item() << " vs " << cpu[0].item();
+  for (size_t i = 1; i < cpu.size(); ++i) EXPECT_LE(norm_err(gpu[i], cpu[i]), t) << what << ": gradient of input " << i - 1;
+}
+
+TEST(FusedParity, NtXentMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const NceSize& s : kNceSizes)
+      for (bool normalize : {true, false}) {
+        const double t = normalize ? 0.1 : 2.0;
+        const std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 1 + s.n), rnd({s.n, s.d}, dt, 2 + s.d)};
+        expect_parity("nt_xent " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                          std::to_string(s.d) + (normalize ? " normalized" : ""),
+                      dt, in, 2, [=](const std::vector<Tensor>& v) { return nt_xent(v[0], v[1], t, normalize); });
+      }
+}
+
+TEST(FusedParity, MocoInfonceMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64})
+    for (const NceSize& s : kNceSizes)
+      for (int64_t k : {int64_t(0), int64_t(7), int64_t(130)}) {
+        const std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 3 + s.n), rnd({s.n, s.d}, dt, 4 + s.d),
+                                        rnd({k, s.d}, dt, 5 + k)};
+        expect_parity("moco_infonce " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                          std::to_string(s.d) + " K " + std::to_string(k),
+                      dt, in, 1, [](const std::vector<Tensor>& v) { return moco_infonce(v[0], v[1], v[2], 0.2); });
+      }
+}
+
+TEST(FusedParity, CpuOnlySiameseOpsRefuseCudaTensorsClearly) {
+  SIAM_REQUIRE_CUDA();
+  Tensor a = rnd({8, 4}, DType::f32, 7).to(kDev), b = rnd({8, 4}, DType::f32, 8).to(kDev);
+  try {
+    barlow_twins_loss(a, b);
+    FAIL() << "expected siam::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("barlow_twins_loss"), std::string::npos) << e.what();
+  }
+}
+
+// ---- multi-tensor EMA, SGD, LARS ----
+
+// Sizes around the 32K chunk, the float4 path (multiples of 4) and its tail, and tiny tensors.
+const std::vector<Shape> kParamShapes = {{3}, {64, 3, 3}, {70001}, {1}, {32768}, {129, 257}, {5}};
+
+std::vector<Tensor> params(DType dt, uint64_t seed) {
+  std::vector<Tensor> ps;
+  for (size_t i = 0; i < kParamShapes.size(); ++i) ps.push_back(rnd(kParamShapes[i], dt, seed + i));
+  return ps;
+}
+std::vector<Tensor> to_dev(const std::vector<Tensor>& ts, Device d) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : ts) out.push_back(t.to(d).contiguous());
+  return out;
+}
+
+TEST(FusedParity, EmaUpdateMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64}) {
+    std::vector<Tensor> tc = params(dt, 10), oc = params(dt, 20);
+    tc.push_back(from_vector_i64({3}, {1}));  // BN's num_batches_tracked: copied
+    oc.push_back(from_vector_i64({9}, {1}));
+    std::vector<Tensor> tg = to_dev(tc, kDev), og = to_dev(oc, kDev);
+    for (double m : {0.996, 0.5}) {
+      optim::ema_update(tc, oc, m);
+      optim::ema_update(tg, og, m);
+    }
+    for (size_t i = 0; i < tc.size(); ++i) EXPECT_LE(norm_err(tg[i].to(kCPU), tc[i]), tol(dt)) << "tensor " << i;
+  }
+}
+
+template <class Opt, class Options>
+void optimizer_parity(const Options& o, DType dt, const std::string& what, bool exclude = false) {
+  std::vector<Tensor> pc = params(dt, 30), pg = to_dev(pc, kDev);
+  for (size_t i = 0; i < pc.size(); ++i) {
+    pc[i].set_requires_grad(true);
+    pg[i].set_requires_grad(true);
+  }
+  auto specs = [&](const std::vector<Tensor>& ps) {
+    optim::ParamGroupSpec s;
+    s.params = ps;
+    s.lars_exclude = exclude;
+    return std::vector<optim::ParamGroupSpec>{s};
+  };
+  Opt cpu(specs(pc), o), gpu(specs(pg), o);
+  for (int step = 0; step < 3; ++step) {
+    for (size_t i = 0; i < pc.size(); ++i) {
+      Tensor g = rnd(pc[i].shape(), dt, 100 * step + i);
+      pc[i].set_grad(g);
+      pg[i].set_grad(g.to(kDev));
+    }
+    cpu.step();
+    gpu.step();
+  }
+  for (size_t i = 0; i < pc.size(); ++i) EXPECT_LE(norm_err(pg[i].to(kCPU), pc[i]), 10 * tol(dt)) << what << " tensor " << i;
+}
+
+TEST(FusedParity, SgdAndLarsStepsMatchCpu) {
+  SIAM_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int mode = 0; mode < 3; ++mode) {
+      optim::SGDOptions o;
+      o.lr = 0.05;
+      o.weight_decay = 1e-4;
+      o.momentum = mode == 0 ? 0.0 : 0.9;
+      o.nesterov = mode == 2;
+      optimizer_parity<optim::SGD>(o, dt, "sgd mode " + std::to_string(mode));
+    }
+    for (int mode = 0; mode < 4; ++mode) {
+      optim::LARSOptions o;
+      o.lr = 0.3;
+      o.weight_decay = 1e-6;
+      o.momentum = mode == 0 ? 0.0 : 0.9;
+      o.nesterov = mode == 2;
+      o.clip_lr = mode == 3;
+      optimizer_parity<optim::LARS>(o, dt, "lars mode " + std::to_string(mode));
+    }
+    optim::LARSOptions o;
+    optimizer_parity<optim::LARS>(o, dt, "lars excluded", /*exclude=*/true);
+  }
+}
+
+}  // namespace
+}  // namespace siam
