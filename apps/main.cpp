@@ -177,8 +177,9 @@ int main(int argc, char** argv) {
   } dist_scope(&argc, &argv);
   try {
     if (cmd == "version") {
-      std::printf("siam 0.1.0\nblas: %s\ncuda: %s\n", siam::blas_info().c_str(),
-                  siam::cuda_available() ? "available" : "no device (or a CPU-only build)");
+      std::printf("siam 0.1.0\nblas: %s\ncuda: %s\nmpi: %s\n", siam::blas_info().c_str(),
+                  siam::cuda_available() ? "available" : "no device (or a CPU-only build)",
+                  siam::dist::mpi_available() ? "yes" : "no (a build without MPI)");
       return 0;
     }
     if (cmd == "show-views") return siam::app::show_views(argc, argv);

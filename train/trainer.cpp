@@ -398,7 +398,6 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
       prog = Progress{};
       partial_images_s = 0;
     }
-    const int64_t first_step_here = s_in_epoch;
     auto t_epoch = Clock::now();
     int64_t images = 0;
     bool stopped = false;
@@ -436,7 +435,7 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
       prog.add(l, lo.scalars);
       ++step;
       ++s_in_epoch;
-      images += batch.views[0].size(0);
+      images += batch.views[0].size(0) * world;  // the global batch
       auto now = Clock::now();
       if (!o.quiet && (secs(last_print, now) >= c.train.log_every_s || s_in_epoch == spe)) {
         double el = secs(t_epoch, now);
@@ -470,7 +469,6 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
     m.lr = last_lr;
     m.epoch_s = epoch_s;
     m.images_per_s = epoch_s > 0 ? static_cast<double>(spe * c.train.batch_size) / epoch_s : 0;
-    (void)first_step_here;
     for (auto& [k, v] : prog.scalar_sums) m.scalars.emplace_back(k, v / static_cast<double>(prog.steps));
     const bool last = epoch + 1 == c.train.epochs;
     if (knn.train && ((epoch + 1) % c.eval.knn_every == 0 || last)) {

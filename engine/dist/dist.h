@@ -49,7 +49,7 @@ class Communicator {  // one per process (plus duplicates)
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
   virtual int local_rank() const = 0;       // rank among the processes of this host
-  virtual std::string backend() const = 0;  // "single", "mpi", later "nccl"
+  virtual std::string backend() const = 0;  // "single", "mpi", "nccl", "nccl+mpi"
 
   // In place; t contiguous, same shape and dtype on every rank. avg needs a floating dtype; max is elementwise.
   virtual void all_reduce(Tensor& t, ReduceOp op) = 0;

@@ -11,8 +11,9 @@
 //   copy_params(target, online):    target <- online (initialising a momentum encoder), any dtype
 // Both take the lists in the same order (parameters() or buffers() of two identical modules); shapes and
 // dtypes must match pairwise (siam::Error naming the index and both shapes otherwise). Targets must be
-// contiguous CPU tensors (parameters and buffers are); online tensors may be any layout. Neither records
-// autograd, and a target that requires a gradient is written as it stands (as torch's no_grad EMA does).
+// contiguous (parameters and buffers are), all on the CPU (kernels/cpu/multi_tensor.h) or all on one CUDA
+// device (kernels/cuda/multi_tensor.h, one launch per table of chunks); online tensors may be any layout. Neither
+// records autograd, and a target that requires a gradient is written as it stands (as torch's no_grad EMA does).
 #pragma once
 #include <cstdint>
 #include <vector>

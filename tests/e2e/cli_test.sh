@@ -48,4 +48,13 @@ head -c 6 "$WORK/emb.npy" | grep -q "NUMPY" || fail "embed .npy has no NumPy hea
 [ -s "$WORK/emb.safetensors" ] || fail "embed .safetensors missing"
 if "$SIAM" eval knn --checkpoint "$WORK/nowhere" 2> "$WORK/err2.txt"; then fail "a missing checkpoint was accepted"; fi
 grep -q "nowhere" "$WORK/err2.txt" || fail "the error does not name the missing checkpoint"
+# 5. Two ranks under mpirun (when this build has MPI): one final JSON line, from rank 0, and the run's files.
+if command -v mpirun > /dev/null && "$SIAM" version | grep -q "^mpi: yes"; then
+  OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=1 \
+    mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 \
+    "$SIAM" train --config "$CFG" --set out_dir="$WORK/dist" --set train.epochs=1 --set train.threads=1 > "$WORK/dist.txt"
+  [ "$(grep -c '^{"method"' "$WORK/dist.txt")" -eq 1 ] || fail "mpirun: expected one final JSON line: $(cat "$WORK/dist.txt")"
+  grep -q "x 2 ranks" "$WORK/dist.txt" || fail "mpirun: the run did not see 2 ranks"
+  [ -s "$WORK/dist/encoder.safetensors" ] || fail "mpirun: rank 0 wrote no encoder"
+fi
 echo "cli_test: all checks passed"
