@@ -27,19 +27,6 @@ namespace {
 
 namespace kc = kernels::cpu;
 
-// max |a - b| <= rtol * max |b| + atol over all elements.
-void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol, const std::string& what) {
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  auto va = a.to_vector<double>(), vb = b.to_vector<double>();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < va.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(va[i])) << what << " element " << i;
-    diff = std::max(diff, std::abs(va[i] - vb[i]));
-    scale = std::max(scale, std::abs(vb[i]));
-  }
-  EXPECT_LE(diff, rtol * scale + atol) << what << ": max diff " << diff << ", max |ref| " << scale;
-}
-
 // SwAV's distributed_sinkhorn on one process, op for op.
 Tensor sinkhorn_unfused(const Tensor& scores, double eps, int iters) {
   Tensor q = exp(div(scores, eps)).t();  // (K, B)

@@ -1,12 +1,16 @@
 // Small helpers shared by the unit tests.
 #pragma once
+#include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <string>
 
 #include "engine/core/error.h"
+#include "engine/tensor.h"
 
 namespace siam::test {
 
@@ -25,6 +29,20 @@ inline std::string tmp_path(const std::string& suite, const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("siam_" + suite + "_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   return (dir / name).string();
+}
+
+// max |a - b| <= rtol * max |b| + atol over all elements, every element of a finite.
+inline void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol, const std::string& what) {
+  ASSERT_TRUE(a.defined() && b.defined()) << what;
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < va.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(va[i])) << what << " element " << i;
+    diff = std::max(diff, std::abs(va[i] - vb[i]));
+    scale = std::max(scale, std::abs(vb[i]));
+  }
+  EXPECT_LE(diff, rtol * scale + atol) << what << ": max diff " << diff << ", max |ref| " << scale;
 }
 
 }  // namespace siam::test
