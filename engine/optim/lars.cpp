@@ -3,8 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/ops/elementwise.h"
 #include "engine/ops/dispatch.h"
+#include "engine/ops/elementwise.h"
+#include "engine/optim/fused_step.h"
 #include "kernels/cpu/multi_tensor.h"
 #include "kernels/cuda/multi_tensor.h"
 #include "kernels/cuda/stream.h"
@@ -14,47 +15,10 @@ namespace siam::optim {
 namespace {
 
 namespace kc = kernels::cpu;
-
-// True when no parameter after p in its group has a gradient: Optimizer::step() calls update() for p last.
-bool last_with_grad(const ParamGroup& group, const Tensor& p) {
-  size_t i = 0;
-  while (i < group.params.size() && !group.params[i].same(p)) ++i;
-  for (++i; i < group.params.size(); ++i)
-    if (group.params[i].grad().defined()) return false;
-  return true;
-}
-
-// CPU or CUDA (kernels/cuda/multi_tensor.h: one fused pass per device and dtype) parameters.
-bool fusable(const Tensor& p, const Tensor* buf) {
-  const bool ok = p.is_contiguous() && (p.dtype() == DType::f32 || p.dtype() == DType::f64);
-  return ok && (!buf || (buf->device() == p.device() && buf->is_contiguous() && buf->dtype() == p.dtype() &&
-                         buf->shape() == p.shape()));
-}
-
-// CUDA parameters fuse when they are on the device of the CUDA parameters already pending.
-template <class P> bool same_cuda_device(const std::vector<P>& pending, const Tensor& p) {
-  if (!p.is_cuda()) return true;
-  for (const P& e : pending)
-    if (e.p.is_cuda()) return e.p.device() == p.device();
-  return true;
-}
-
-// Pointer lists of the pending CUDA parameters of one dtype.
-struct CudaList {
-  std::vector<void*> p, buf;
-  std::vector<const void*> g;
-  std::vector<uint8_t> init;
-  std::vector<int64_t> numel;
-  int device = -1;
-  void add(const Tensor& pt, const Tensor& gt, Tensor* b, bool first) {
-    device = pt.device().index;
-    p.push_back(pt.raw_data());
-    g.push_back(gt.raw_data());
-    buf.push_back(b ? b->raw_data() : nullptr);
-    init.push_back(first);
-    numel.push_back(pt.numel());
-  }
-};
+using detail::CudaList;
+using detail::fusable;
+using detail::last_with_grad;
+using detail::same_cuda_device;
 
 }  // namespace
 
@@ -79,8 +43,8 @@ void LARS::update(const ParamGroup& group, size_t index, Tensor& p, const Tensor
     auto it = st.find("momentum_buffer");
     if (it != st.end()) buf = &it->second;
   }
-  const bool fuse = fusable(p, buf) && g.device() == p.device() && g.dtype() == p.dtype() &&
-                    same_cuda_device(pending_, p);
+  const bool fuse =
+      fusable(p, buf) && g.device() == p.device() && g.dtype() == p.dtype() && same_cuda_device(pending_, p);
   if (fuse)
     pending_.push_back({index, p, g.contiguous()});
   else
@@ -121,15 +85,13 @@ void LARS::update_one(const ParamGroup& group, size_t index, Tensor& p, const Te
 namespace {
 
 // The pending parameters of one dtype as pointer arrays.
-template <class T>
-struct Batch {
+template <class T> struct Batch {
   std::vector<T*> p, v;
   std::vector<const T*> g;
   std::vector<int64_t> numel;
 };
 
-template <class T>
-void lars_pass(const Batch<T>& b, const ParamGroup& group, const LARSOptions& o) {
+template <class T> void lars_pass(const Batch<T>& b, const ParamGroup& group, const LARSOptions& o) {
   const size_t n = b.numel.size();
   if (n == 0) return;
   const kc::MtPlan plan = kc::mt_plan(b.numel.data(), static_cast<int64_t>(n));
