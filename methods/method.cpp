@@ -48,8 +48,8 @@ std::vector<Tensor> Method::encode(nn::Module& encoder, const std::vector<Tensor
   }
   std::vector<Tensor> out(views.size());
   for (auto& [hw, ids] : groups) {
-    if (ids.size() == 1) {
-      out[ids[0]] = encoder(views[ids[0]]);
+    if (ids.size() == 1 || opt_.per_view_forward) {
+      for (size_t v : ids) out[v] = encoder(views[v]);
       continue;
     }
     std::vector<Tensor> xs;
@@ -63,6 +63,11 @@ std::vector<Tensor> Method::encode(nn::Module& encoder, const std::vector<Tensor
 
 std::vector<Tensor> Method::project(nn::Module& head, const std::vector<Tensor>& feats) {
   if (feats.size() == 1) return {head(feats[0])};
+  if (opt_.per_view_forward) {
+    std::vector<Tensor> out;
+    for (const auto& f : feats) out.push_back(head(f));
+    return out;
+  }
   std::vector<int64_t> sizes;
   for (auto& f : feats) sizes.push_back(f.size(0));
   Tensor y = head(cat(feats, 0));  // (sum B_v, out)

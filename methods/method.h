@@ -64,10 +64,11 @@ class Method : public nn::Module {
   dist::Communicator& comm() const { return comm_ ? *comm_ : dist::world(); }
 
  protected:
-  // Encodes every view, batching views of equal size into one forward; returns one (B, F) tensor per view.
+  // Encodes every view, batching views of equal size into one forward (one forward per view when
+  // options().per_view_forward); returns one (B, F) tensor per view.
   std::vector<Tensor> encode(nn::Module& encoder, const std::vector<Tensor>& views);
   // Applies a head to every view's features in one forward over the stacked rows (batch norm sees all views,
-  // as SwAV and SimCLR's reference code do); one (B, out) tensor per view.
+  // as SwAV and SimCLR's reference code do; per view when options().per_view_forward); one (B, out) per view.
   std::vector<Tensor> project(nn::Module& head, const std::vector<Tensor>& feats);
   // Checks the view count and that all views share the batch size; returns B.
   int64_t check_views(const std::vector<Tensor>& views) const;

@@ -36,9 +36,11 @@ MethodOptions defaults_for(const std::string& name) {
     o.predictor = {.hidden = 1024, .out = 128, .layers = 2};
     o.momentum = 0.99;
     o.cosine_momentum = true;
+    o.per_view_forward = true;
   } else if (name == "simsiam") {
     o.projector = {.hidden = 512, .out = 512, .layers = 3, .last_bn = true, .last_bn_affine = false, .bias = false};
     o.predictor = {.hidden = 128, .out = 512, .layers = 2, .bias = false};
+    o.per_view_forward = true;
   } else if (name == "barlow_twins") {
     o.projector = {.hidden = 1024, .out = 1024, .layers = 3, .bias = false};
     o.lambda = 5e-3;
@@ -60,6 +62,7 @@ MethodOptions defaults_for(const std::string& name) {
 std::vector<std::string> keys_for(const std::string& name) {
   defaults_for(name);  // validates the name
   std::vector<std::string> k = {"name"};
+  if (name != "moco") k.push_back("per_view_forward");  // MoCo's forward is its shuffle-BN groups
   auto head = [&](const std::string& h) {
     for (const char* f : {"hidden", "out", "layers", "hidden_bn", "last_bn", "last_bn_affine", "bias"})
       k.push_back(h + "." + f);

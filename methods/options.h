@@ -23,6 +23,11 @@ struct MethodOptions {
   std::string name = "simclr";  // simclr | moco | byol | simsiam | barlow_twins | wmse | swav | vicreg
   HeadOptions projector;
   HeadOptions predictor;  // byol, simsiam
+  // Each view through the encoder and heads on its own, so batch norm normalizes each view with its own
+  // statistics (BYOL's and SimSiam's reference code; their defaults). false: views of one size share one
+  // forward (faster on the CPU; SimCLR's TensorFlow code, SwAV's multi-crop). With a stop-gradient this matters:
+  // a predictor whose batch norm sees both views passes gradient to the "stopped" view through its statistics.
+  bool per_view_forward = false;
   // contrastive (simclr, moco) and swav's softmax
   double temperature = 0.2;
   // momentum encoders (moco, byol): the EMA momentum at step 0; byol raises it to 1 on a cosine

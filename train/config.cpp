@@ -195,6 +195,7 @@ methods::MethodOptions read_method(const Reader& m) {
   o.queue_size = m.integer("queue_size", o.queue_size);
   o.shuffle_bn_groups = static_cast<int>(m.integer("shuffle_bn_groups", o.shuffle_bn_groups));
   o.symmetric = m.flag("symmetric", o.symmetric);
+  o.per_view_forward = m.flag("per_view_forward", o.per_view_forward);
   o.lambda = m.non_negative("lambda", o.lambda);
   o.sim_weight = m.non_negative("sim_weight", o.sim_weight);
   o.var_weight = m.non_negative("var_weight", o.var_weight);

@@ -51,6 +51,13 @@ std::vector<Tensor> random_views(int64_t b, int64_t n = 2, int64_t hw = 8) {
   return v;
 }
 
+// head(encoder(...)) one view at a time (method.per_view_forward: BYOL, SimSiam).
+std::vector<Tensor> ref_embed_per_view(nn::Module& enc, nn::Module& head, const std::vector<Tensor>& views) {
+  std::vector<Tensor> z;
+  for (const auto& v : views) z.push_back(head(enc(v)));
+  return z;
+}
+
 // head(encoder(...)) as Method::encode + project do it: views of one size through the encoder together.
 std::vector<Tensor> ref_embed(nn::Module& enc, nn::Module& head, const std::vector<Tensor>& views) {
   Tensor z = head(enc(cat(views, 0)));
@@ -156,13 +163,13 @@ TEST(Methods, BYOLMatchesPrimitiveCosineLossAndFollowsTheMomentumSchedule) {
   auto m = methods::make_method(small("byol"), tiny_encoder());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
-    auto z = ref_embed(m->module("encoder"), m->module("projector"), v);
-    Tensor p = m->module("predictor")(cat(z, 0));
-    auto ps = chunk(p, 2, 0);
+    // One forward per view (BYOL's reference code): batch norm never mixes the two views.
+    auto z = ref_embed_per_view(m->module("encoder"), m->module("projector"), v);
+    std::vector<Tensor> ps = {m->module("predictor")(z[0]), m->module("predictor")(z[1])};
     std::vector<Tensor> t;
     {
       NoGradGuard ng;
-      t = ref_embed(m->module("target_encoder"), m->module("target_projector"), v);
+      t = ref_embed_per_view(m->module("target_encoder"), m->module("target_projector"), v);
     }
     auto d = [](const Tensor& a, const Tensor& b) { return mean(rsub(2.0, mul(cosine_similarity(a, b), 2.0))); };
     return add(d(ps[0], t[1]), d(ps[1], t[0]));
@@ -178,8 +185,20 @@ TEST(Methods, SimSiamMatchesPrimitiveNegativeCosineWithStopGradient) {
   auto m = methods::make_method(small("simsiam"), tiny_encoder());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
-    auto z = ref_embed(m->module("encoder"), m->module("projector"), v);
-    auto p = chunk(m->module("predictor")(cat(z, 0)), 2, 0);
+    auto z = ref_embed_per_view(m->module("encoder"), m->module("projector"), v);
+    std::vector<Tensor> p = {m->module("predictor")(z[0]), m->module("predictor")(z[1])};
+    Tensor a = neg(mean(cosine_similarity(p[0], z[1].detach())));
+    Tensor b = neg(mean(cosine_similarity(p[1], z[0].detach())));
+    return mul(add(a, b), 0.5);
+  });
+  // per_view_forward false: the views share every forward (and every batch-norm statistic).
+  methods::MethodOptions o = small("simsiam");
+  o.per_view_forward = false;
+  manual_seed(4);
+  auto shared = methods::make_method(o, tiny_encoder());
+  expect_same_loss_and_grads(*shared, v, [&] {
+    auto z = ref_embed(shared->module("encoder"), shared->module("projector"), v);
+    auto p = chunk(shared->module("predictor")(cat(z, 0)), 2, 0);
     Tensor a = neg(mean(cosine_similarity(p[0], z[1].detach())));
     Tensor b = neg(mean(cosine_similarity(p[1], z[0].detach())));
     return mul(add(a, b), 0.5);
