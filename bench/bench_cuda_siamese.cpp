@@ -8,8 +8,8 @@
 //                            logits on the device (N = 65536 is left out: its 2N x 2N f32 matrix is 69 GB)
 //   BM_ema_fused_cuda/P      optim::ema_update over a ResNet-50's parameter shapes (P = 1) (kernels/cuda/
 //                            multi_tensor.h); pct_of_copy against 12 bytes/parameter at kCopyRate
-//   BM_xcorr_fused_cuda/N/D  barlow_twins_loss on CUDA: runs only once xcorr has a CUDA kernel (it reports the
-//                            op's error otherwise)
+//   BM_xcorr_fused_cuda/N/D  barlow_twins_loss forward + backward on CUDA (kernels/cuda/xcorr.h: the column
+//                            kernels, and C = zh1^T zh2 and the two dzh products through cuBLASLt)
 // Counters: flops (InfoNCE 6 M^2 D, M = 2N, the useful forward + backward work; recomputation not counted),
 // bytes (EMA), bytes_peak (the caching allocator's high-water mark of allocated bytes above the inputs during
 // the iteration).

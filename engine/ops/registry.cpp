@@ -71,7 +71,7 @@ const std::vector<OpInfo>& op_registry() {
       {"normalize", "loss", true, true},
       {"nt_xent", "siamese", true, true},
       {"moco_infonce", "siamese", true, true},
-      {"barlow_twins_loss", "siamese", true, false},
+      {"barlow_twins_loss", "siamese", true, true},
       {"whiten", "siamese", true, false},
       {"sinkhorn", "siamese", false, false},
       {"normalized_mse", "siamese", true, false},

@@ -5,18 +5,21 @@
 
 #include "engine/autograd/node.h"
 #include "engine/ops/dispatch.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/linalg.h"
 #include "kernels/cpu/infonce.h"
 #include "kernels/cpu/xcorr.h"
 #include "kernels/cuda/infonce.h"
 #include "kernels/cuda/loss.h"
 #include "kernels/cuda/stream.h"
+#include "kernels/cuda/xcorr.h"
 
 namespace siam {
 
 namespace {
 
 // allow_half: bf16/f16 inputs are accepted and computed in f32 (compute_dtype).
-// allow_cuda: the op has a CUDA kernel (nt_xent, moco_infonce); the others stay CPU-only.
+// allow_cuda: the op has a CUDA kernel (nt_xent, moco_infonce, barlow_twins_loss); the others stay CPU-only.
 void check_matrix(const char* op, const char* what, const Tensor& t, bool allow_half = false, bool allow_cuda = false) {
   SIAM_CHECK(t.defined(), op, ": ", what, " is undefined");
   if (!allow_cuda) ops::require_cpu(op, {t});
@@ -262,11 +265,60 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
   return out;
 }
 
+namespace {
+
+// Barlow Twins on CUDA (kernels/cuda/xcorr.h): the column kernels and the loss reduction on the device, the two
+// products through matmul (cuBLASLt); same saved state and backward as the CPU path.
+Tensor barlow_twins_loss_cuda(const Tensor& z1, const Tensor& z2, double lambda, double eps) {
+  const int64_t n = z1.size(0), d = z1.size(1);
+  const DType dt = z1.dtype();
+  Tensor x1 = z1.detach().contiguous(), x2 = z2.detach().contiguous();
+  Tensor zh1 = empty({n, d}, x1.options()), zh2 = empty({n, d}, x1.options());  // (N, D)
+  Tensor r1 = empty({d}, x1.options()), r2 = empty({d}, x1.options());          // (D)
+  Tensor rows = empty({d}, TensorOptions(DType::f64, x1.device()));            // (D) per-row losses
+  Tensor out = empty({}, x1.options());
+  Tensor c;  // (D, D)
+  {
+    NoGradGuard ng;
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x1.device().index);
+                   kernels::cuda::xcorr_standardize(dt, n, d, x1.raw_data(), eps, zh1.raw_data(), r1.raw_data());
+                   kernels::cuda::xcorr_standardize(dt, n, d, x2.raw_data(), eps, zh2.raw_data(), r2.raw_data()));
+    c = mul(matmul(zh1.t(), zh2), 1.0 / static_cast<double>(n)).contiguous();
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(x1.device().index);
+                   kernels::cuda::xcorr_loss(dt, d, lambda, c.raw_data(), static_cast<double*>(rows.raw_data()), out.raw_data()));
+  }
+  if (autograd::needs_grad({z1, z2})) {
+    autograd::record("barlow_twins_loss", out, {z1, z2},
+                     [n, d, dt, lambda, zh1, zh2, r1, r2, c](const Tensor& g, const std::vector<bool>& need) {
+                       NoGradGuard ng;
+                       Tensor gc = g.to(dt).contiguous();  // device scalar: no host sync
+                       Tensor dc = empty({d, d}, c.options());
+                       SIAM_CUDA_ONLY(cuda::DeviceGuard dg(c.device().index);
+                                      kernels::cuda::xcorr_dc(dt, d, lambda, gc.raw_data(), c.raw_data(),
+                                                              dc.raw_data()));
+                       const double inv_n = 1.0 / static_cast<double>(n);
+                       Tensor d1 = mul(matmul(zh2, dc.t()), inv_n).contiguous();  // dzh1 = zh2 dC^T / N
+                       Tensor d2 = mul(matmul(zh1, dc), inv_n).contiguous();      // dzh2 = zh1 dC / N
+                       SIAM_CUDA_ONLY(cuda::DeviceGuard dg(c.device().index);
+                                      kernels::cuda::xcorr_standardize_backward(dt, n, d, zh1.raw_data(),
+                                                                                r1.raw_data(), d1.raw_data());
+                                      kernels::cuda::xcorr_standardize_backward(dt, n, d, zh2.raw_data(),
+                                                                                r2.raw_data(), d2.raw_data()));
+                       return std::vector<Tensor>{need[0] ? d1 : Tensor(), need[1] ? d2 : Tensor()};
+                     });
+  }
+  return out;
+}
+
+}  // namespace
+
 Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, double eps) {
   const char* op = "barlow_twins_loss";
-  check_matrix(op, "z1", z1);
-  check_matrix(op, "z2", z2);
+  check_matrix(op, "z1", z1, /*allow_half=*/false, /*allow_cuda=*/true);
+  check_matrix(op, "z2", z2, /*allow_half=*/false, /*allow_cuda=*/true);
   ops::require_same_dtype(op, z1, z2);
+  SIAM_CHECK(z1.device() == z2.device(), op, ": z1 and z2 must be on one device, got ", z1.device().str(), " and ",
+             z2.device().str());
   SIAM_CHECK(z1.shape() == z2.shape(), op, ": the two views must have the same shape, got z1 ", shape_str(z1.shape()),
              " and z2 ", shape_str(z2.shape()));
   SIAM_CHECK(z1.size(0) >= 2 && z1.size(1) >= 1, op,
@@ -274,6 +326,7 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
   SIAM_CHECK(std::isfinite(lambda) && lambda >= 0, op, ": lambda must be finite and >= 0, got ", lambda);
   SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
   const int64_t n = z1.size(0), d = z1.size(1);
+  if (z1.device().is_cuda()) return barlow_twins_loss_cuda(z1, z2, lambda, eps);
   Tensor x1 = z1.detach().contiguous(), x2 = z2.detach().contiguous();
   Tensor zh1 = empty({n, d}, z1.options()), zh2 = empty({n, d}, z1.options());  // (N, D)
   Tensor r1 = empty({d}, z1.options()), r2 = empty({d}, z1.options());          // (D)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/common/xcorr_math.h"
 #include "kernels/cpu/gemm.h"
 
 namespace siam::kernels::cpu {
@@ -38,7 +39,7 @@ void standardize(int64_t n, int64_t d, const T* x, double eps, T* zh, T* rstd) {
     T mu[kColBlock], rs[kColBlock];
     for (int64_t k = 0; k < w; ++k) {
       mu[k] = static_cast<T>(mean[k]);
-      rs[k] = static_cast<T>(1.0 / std::sqrt(var[k] / double(n) + eps));
+      rs[k] = static_cast<T>(xcorr_rstd(var[k], n, eps));
       rstd[c0 + k] = rs[k];
     }
     for (int64_t r = 0; r < n; ++r) {
@@ -77,7 +78,7 @@ void standardize_backward(int64_t n, int64_t d, const T* zh, const T* rstd, T* g
       T* gr = g + r * d + c0;
       const T* zr = zh + r * d + c0;
 #pragma omp simd
-      for (int64_t k = 0; k < w; ++k) gr[k] = rs[k] * (gr[k] - mg[k] - zr[k] * mgz[k]);
+      for (int64_t k = 0; k < w; ++k) gr[k] = xcorr_standardize_grad(gr[k], zr[k], mg[k], mgz[k], rs[k]);
     }
   }
 }
@@ -154,7 +155,7 @@ double xcorr_forward(int64_t n, int64_t d, const T* z1, const T* z2, double lamb
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < d; ++j) s += ci[j] * ci[j];
     const double diag = double(ci[i]);
-    rows[i] = lambda * (double(s) - diag * diag) + (1.0 - diag) * (1.0 - diag);
+    rows[i] = xcorr_row_loss(double(s), diag, lambda);
   }
   double loss = 0;
   for (int64_t i = 0; i < d; ++i) loss += rows[i];
@@ -171,8 +172,8 @@ void xcorr_backward(int64_t n, int64_t d, T grad, double lambda, const T* zh1, c
     const T* ci = c + i * d;
     T* gi = dC.data() + i * d;
 #pragma omp simd
-    for (int64_t j = 0; j < d; ++j) gi[j] = off * ci[j];
-    gi[i] = on * (ci[i] - T(1));
+    for (int64_t j = 0; j < d; ++j) gi[j] = xcorr_dc(ci[j], false, on, off);
+    gi[i] = xcorr_dc(ci[i], true, on, off);
   }
   const T inv_n = static_cast<T>(1.0 / double(n));
   gemm<T>(false, true, n, d, d, inv_n, zh2, d, dC.data(), d, T(0), dz1, d);   // dzh1 = zh2 dC^T / N

@@ -1,6 +1,6 @@
 // The fused siamese kernels on CUDA against their CPU twins (label cuda): tiled InfoNCE (nt_xent, moco_infonce;
-// kernels/cuda/infonce.h) forward and backward, and the multi-tensor EMA, SGD and LARS steps
-// (kernels/cuda/multi_tensor.h), for f32, f64 and bf16 inputs and sizes that are not multiples of the tiles
+// kernels/cuda/infonce.h) and Barlow Twins (kernels/cuda/xcorr.h) forward and backward, and the multi-tensor
+// EMA, SGD and LARS steps (kernels/cuda/multi_tensor.h), for f32, f64 and bf16 inputs and sizes that are not multiples of the tiles
 // (64-row tiles, 32/128-wide slices of D, 32K-element chunks). Errors are normalized: max |cuda - cpu| /
 // max(max |cpu|, 1e-3) per tensor. Bounds: f64 1e-10; f32 2e-5 (sums of up to ~2N terms in another order,
 // exp through the same fastmath); bf16 inputs 1e-2 (both sides compute in f32 from the same bf16 values; only
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/core/random.h"
+#include "engine/ops/consistency.h"
 #include "engine/ops/siamese.h"
 #include "engine/optim/ema.h"
 #include "engine/optim/lars.h"
@@ -239,11 +240,29 @@ TEST(FusedParity, CpuOnlySiameseOpsRefuseCudaTensorsClearly) {
   SIAM_REQUIRE_CUDA();
   Tensor a = rnd({8, 4}, DType::f32, 7).to(kDev), b = rnd({8, 4}, DType::f32, 8).to(kDev);
   try {
-    barlow_twins_loss(a, b);
+    normalized_mse(a, b);
     FAIL() << "expected siam::Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("barlow_twins_loss"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("normalized_mse"), std::string::npos) << e.what();
   }
+}
+
+// ---- Barlow Twins cross-correlation (kernels/cuda/xcorr.h) ----
+
+TEST(FusedParity, BarlowTwinsMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  // N x D: one row group short of a block, ragged column blocks (not multiples of 32), D > N (C of rank < D)
+  // and a batch much longer than the 8 row groups.
+  const NceSize sizes[] = {{2, 1}, {7, 3}, {37, 64}, {32, 130}, {300, 33}, {129, 257}};
+  for (DType dt : {DType::f32, DType::f64})
+    for (const NceSize& s : sizes)
+      for (double lambda : {5e-3, 0.0, 1.0}) {
+        const std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 11 + s.n), rnd({s.n, s.d}, dt, 12 + s.d)};
+        expect_parity("barlow_twins_loss " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                          std::to_string(s.d) + " lambda " + std::to_string(lambda),
+                      dt, in, 2,
+                      [=](const std::vector<Tensor>& v) { return barlow_twins_loss(v[0], v[1], lambda); });
+      }
 }
 
 // ---- multi-tensor EMA, SGD, LARS ----
