@@ -6,15 +6,21 @@
 #include "engine/autograd/node.h"
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/consistency.h"
+#include "kernels/cuda/consistency.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
 namespace {
 
-void check_pair(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b, int64_t min_rows) {
+// allow_cuda: the op has a CUDA kernel (normalized_mse); both tensors must then be on one device.
+void check_pair(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b, int64_t min_rows,
+                bool allow_cuda = false) {
   SIAM_CHECK(a.defined(), op, ": ", na, " is undefined");
   SIAM_CHECK(b.defined(), op, ": ", nb, " is undefined");
-  ops::require_cpu(op, {a, b});
+  if (!allow_cuda) ops::require_cpu(op, {a, b});
+  SIAM_CHECK(a.device() == b.device(), op, ": ", na, " and ", nb, " must be on one device, got ", a.device().str(),
+             " and ", b.device().str());
   ops::require_floating(op, a);
   ops::require_floating(op, b);
   ops::require_same_dtype(op, a, b);
@@ -27,12 +33,43 @@ void check_pair(const char* op, const char* na, const Tensor& a, const char* nb,
 
 }  // namespace
 
+namespace {
+
+// normalized_mse on CUDA (kernels/cuda/consistency.h): same saved state as the CPU path; the upstream gradient
+// is read on the device.
+Tensor normalized_mse_cuda(const Tensor& p, const Tensor& z, const Tensor& pc, const Tensor& zc, const Tensor& stats) {
+  const int64_t n = pc.size(0), d = pc.size(1);
+  const DType dt = pc.dtype();
+  Tensor rows = empty({n}, TensorOptions(DType::f64, pc.device()));  // (N) per-row losses
+  Tensor out = empty({}, pc.options());
+  SIAM_CUDA_ONLY(cuda::DeviceGuard g(pc.device().index);
+                 kernels::cuda::nmse_forward(dt, n, d, pc.raw_data(), zc.raw_data(), stats.raw_data(),
+                                             static_cast<double*>(rows.raw_data()), out.raw_data()));
+  if (autograd::needs_grad({p, z})) {
+    autograd::record("normalized_mse", out, {p, z}, [n, d, dt, pc, zc, stats](const Tensor& g,
+                                                                            const std::vector<bool>& need) {
+      Tensor gc = g.to(dt).contiguous();                                // device scalar: no host sync
+      Tensor dp = need[0] ? empty({n, d}, pc.options()) : Tensor();  // (N, D)
+      Tensor dz = need[1] ? empty({n, d}, pc.options()) : Tensor();  // (N, D)
+      SIAM_CUDA_ONLY(cuda::DeviceGuard dg(pc.device().index);
+                     kernels::cuda::nmse_backward(dt, n, d, gc.raw_data(), pc.raw_data(), zc.raw_data(),
+                                                  stats.raw_data(), need[0] ? dp.raw_data() : nullptr,
+                                                  need[1] ? dz.raw_data() : nullptr));
+      return std::vector<Tensor>{dp, dz};
+    });
+  }
+  return out;
+}
+
+}  // namespace
+
 Tensor normalized_mse(const Tensor& p, const Tensor& z) {
   const char* op = "normalized_mse";
-  check_pair(op, "p", p, "z", z, 1);
+  check_pair(op, "p", p, "z", z, 1, /*allow_cuda=*/true);
   const int64_t n = p.size(0), d = p.size(1);
   Tensor pc = p.detach().contiguous(), zc = z.detach().contiguous();
   Tensor stats = empty({n, 3}, p.options());  // (N, 3): |p_i|, |z_i|, cos_i
+  if (p.device().is_cuda()) return normalized_mse_cuda(p, z, pc, zc, stats);
   double loss = 0;
   SIAM_DISPATCH_FLOAT(pc.dtype(), op,
                       loss = kernels::cpu::nmse_forward<scalar_t>(n, d, pc.data<scalar_t>(), zc.data<scalar_t>(),

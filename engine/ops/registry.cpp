@@ -74,7 +74,7 @@ const std::vector<OpInfo>& op_registry() {
       {"barlow_twins_loss", "siamese", true, true},
       {"whiten", "siamese", true, false},
       {"sinkhorn", "siamese", false, false},
-      {"normalized_mse", "siamese", true, false},
+      {"normalized_mse", "siamese", true, true},
       {"vicreg_terms", "siamese", true, false},
       {"supcon", "siamese", true, false},
       {"nt_xent_multi", "siamese", true, false},

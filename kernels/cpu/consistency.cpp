@@ -5,13 +5,14 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/common/nmse_math.h"
 #include "kernels/cpu/gemm.h"
 
 namespace siam::kernels::cpu {
 
 namespace {
 
-constexpr double kNormEps = 1e-12;  // as engine normalize's default
+constexpr double kNormEps = kNmseNormEps;  // as engine normalize's default
 constexpr int64_t kColBlock = 64;   // features per OpenMP work item in the column reductions
 constexpr int64_t kParallelMin = 1 << 15;
 
@@ -115,7 +116,7 @@ template <class T> double nmse_forward(int64_t n, int64_t d, const T* p, const T
       pz += a * b;
     }
     const double np = std::sqrt(pp), nz = std::sqrt(zz);
-    const double c = pz / (std::max(np, kNormEps) * std::max(nz, kNormEps));
+    const double c = nmse_cos(pp, zz, pz);
     stats[3 * i] = static_cast<T>(np);
     stats[3 * i + 1] = static_cast<T>(nz);
     stats[3 * i + 2] = static_cast<T>(c);
@@ -130,18 +131,18 @@ void nmse_backward(int64_t n, int64_t d, T grad, const T* p, const T* z, const T
 #pragma omp parallel for schedule(static) if (n * d > kParallelMin)
   for (int64_t i = 0; i < n; ++i) {
     const double np = double(stats[3 * i]), nz = double(stats[3 * i + 1]), c = double(stats[3 * i + 2]);
-    const double rp = 1.0 / std::max(np, kNormEps), rz = 1.0 / std::max(nz, kNormEps);
+    const NmseCoefs k = nmse_coefs(coef, np, nz, c);
     const T* pi = p + i * d;
     const T* zi = z + i * d;
     if (dp) {
       // dp = coef rp (zn - c pn) = (coef rp rz) z - (coef rp^2 c) p
-      const T a = static_cast<T>(coef * rp * rz), b = static_cast<T>(np > kNormEps ? coef * rp * rp * c : 0.0);
+      const T a = static_cast<T>(k.a), b = static_cast<T>(k.bp);
       T* o = dp + i * d;
 #pragma omp simd
       for (int64_t j = 0; j < d; ++j) o[j] = a * zi[j] - b * pi[j];
     }
     if (dz) {
-      const T a = static_cast<T>(coef * rp * rz), b = static_cast<T>(nz > kNormEps ? coef * rz * rz * c : 0.0);
+      const T a = static_cast<T>(k.a), b = static_cast<T>(k.bz);
       T* o = dz + i * d;
 #pragma omp simd
       for (int64_t j = 0; j < d; ++j) o[j] = a * pi[j] - b * zi[j];

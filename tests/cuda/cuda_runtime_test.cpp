@@ -87,8 +87,9 @@ TEST(CudaParity, EveryCudaKernelHasAParityTest) {
                               "adaptive_avg_pool2d"})
     with_parity_tests.insert(op);
   for (const auto& [name, cases] : test::parity_table()) with_parity_tests.insert(name);  // cuda_parity_test.cpp
-  // fused_parity_test.cpp: FusedParity.{NtXent,MocoInfonce,BarlowTwins}MatchesCpu
-  for (std::string_view op : {"nt_xent", "moco_infonce", "barlow_twins_loss"}) with_parity_tests.insert(op);
+  // fused_parity_test.cpp: FusedParity.{NtXent,MocoInfonce,BarlowTwins,NormalizedMse}MatchesCpu
+  for (std::string_view op : {"nt_xent", "moco_infonce", "barlow_twins_loss", "normalized_mse"})
+    with_parity_tests.insert(op);
   std::vector<std::string_view> missing, cpu_only;
   for (const auto& op : op_registry()) {
     if (op.cuda && !with_parity_tests.count(op.name)) missing.push_back(op.name);

@@ -17,6 +17,7 @@
 
 #include "engine/core/random.h"
 #include "engine/ops/consistency.h"
+#include "engine/ops/shape.h"
 #include "engine/ops/siamese.h"
 #include "engine/optim/ema.h"
 #include "engine/optim/lars.h"
@@ -240,11 +241,31 @@ TEST(FusedParity, CpuOnlySiameseOpsRefuseCudaTensorsClearly) {
   SIAM_REQUIRE_CUDA();
   Tensor a = rnd({8, 4}, DType::f32, 7).to(kDev), b = rnd({8, 4}, DType::f32, 8).to(kDev);
   try {
-    normalized_mse(a, b);
+    vicreg_terms(a, b);
     FAIL() << "expected siam::Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("normalized_mse"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vicreg_terms"), std::string::npos) << e.what();
   }
+}
+
+// ---- BYOL / SimSiam's normalized MSE (kernels/cuda/consistency.h) ----
+
+TEST(FusedParity, NormalizedMseMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  // rows per warp and grid edges (1, 7, 300 rows), D below, at and above a warp's 32 lanes; a zero row (the
+  // norm clamp's branch) in the last case.
+  const NceSize sizes[] = {{1, 1}, {7, 31}, {37, 32}, {300, 33}, {129, 257}};
+  for (DType dt : {DType::f32, DType::f64})
+    for (const NceSize& s : sizes) {
+      std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 21 + s.n), rnd({s.n, s.d}, dt, 22 + s.d)};
+      if (s.n == 129) in[0] = cat({zeros({1, s.d}, dt), in[0].narrow(0, 1, s.n - 1)}, 0);
+      expect_parity("normalized_mse " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                        std::to_string(s.d),
+                    dt, in, 2, [](const std::vector<Tensor>& v) { return normalized_mse(v[0], v[1]); });
+      // the stop-gradient form of BYOL / SimSiam: z detached
+      expect_parity("normalized_mse (z detached) " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n), dt,
+                    in, 1, [](const std::vector<Tensor>& v) { return normalized_mse(v[0], v[1].detach()); });
+    }
 }
 
 // ---- Barlow Twins cross-correlation (kernels/cuda/xcorr.h) ----
