@@ -48,6 +48,7 @@ MethodOptions defaults_for(const std::string& name) {
     o.projector = {.hidden = 1024, .out = 64, .layers = 2};
     o.whiten_size = 128;
     o.whiten_iters = 1;
+    o.per_view_forward = true;
   } else if (name == "swav") {
     o.projector = {.hidden = 512, .out = 128, .layers = 2};
     o.temperature = 0.1;

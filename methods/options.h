@@ -24,9 +24,10 @@ struct MethodOptions {
   HeadOptions projector;
   HeadOptions predictor;  // byol, simsiam
   // Each view through the encoder and heads on its own, so batch norm normalizes each view with its own
-  // statistics (BYOL's and SimSiam's reference code; their defaults). false: views of one size share one
-  // forward (faster on the CPU; SimCLR's TensorFlow code, SwAV's multi-crop). With a stop-gradient this matters:
-  // a predictor whose batch norm sees both views passes gradient to the "stopped" view through its statistics.
+  // statistics (the reference code of BYOL, SimSiam and W-MSE; their defaults). false: views of one size share
+  // one forward (SimCLR's TensorFlow code, SwAV's multi-crop). With a stop-gradient this matters: a predictor
+  // whose batch norm sees both views passes gradient to the "stopped" view through its statistics; and W-MSE,
+  // which whitens each view on its own, degrades the encoder with shared statistics (docs/DECISIONS.md).
   bool per_view_forward = false;
   // contrastive (simclr, moco) and swav's softmax
   double temperature = 0.2;

@@ -4,8 +4,8 @@
 Each method's loss written in PyTorch the way its reference code writes it (SimCLR's NT-Xent as a 2N x 2N
 cross-entropy, MoCo v2's logits against a queue, BYOL's and SimSiam's cosine losses with the stop-gradient,
 Barlow Twins' BN-standardized cross-correlation, VICReg's three terms, W-MSE's Cholesky whitening), on a
-small network of siam's shapes (BYOL and SimSiam with one forward per view, as their reference code; the
-others with both views in one forward, as siam runs them): a ResNet-18 of width 2 with the CIFAR stem and 1 input channel on 8x8 views,
+small network of siam's shapes (BYOL, SimSiam and W-MSE with one forward per view, as their reference code;
+the others with both views in one forward, as siam runs them): a ResNet-18 of width 2 with the CIFAR stem and 1 input channel on 8x8 views,
 batch 16, the method's default heads narrowed to hidden 24 / out 12 (predictor hidden 10). siam's methods are
 checked against these, independently of siam's own primitive-op references (tests/unit/methods_test.cpp).
 
@@ -131,10 +131,10 @@ def build(name, enc):
 
 
 def loss_of(name, m, v0, v1):
-    # BYOL and SimSiam: one forward per view, as their reference code (siam's per_view_forward, their default);
-    # the others: both views in one forward, siam's choice for them (docs/DECISIONS.md).
+    # BYOL, SimSiam and W-MSE: one forward per view, as their reference code (siam's per_view_forward, their
+    # default); the others: both views in one forward, siam's choice for them (docs/DECISIONS.md).
     both = lambda enc, head: head(enc(torch.cat([v0, v1]))).chunk(2)  # noqa: E731
-    if name in ("byol", "simsiam"):
+    if name in ("byol", "simsiam", "wmse"):
         both = lambda enc, head: (head(enc(v0)), head(enc(v1)))  # noqa: E731
     if name == "simclr":
         return nt_xent(*both(m.encoder, m.projector), TEMPERATURE)

@@ -51,7 +51,7 @@ std::vector<Tensor> random_views(int64_t b, int64_t n = 2, int64_t hw = 8) {
   return v;
 }
 
-// head(encoder(...)) one view at a time (method.per_view_forward: BYOL, SimSiam).
+// head(encoder(...)) one view at a time (method.per_view_forward: BYOL, SimSiam, W-MSE).
 std::vector<Tensor> ref_embed_per_view(nn::Module& enc, nn::Module& head, const std::vector<Tensor>& views) {
   std::vector<Tensor> z;
   for (const auto& v : views) z.push_back(head(enc(v)));
@@ -251,7 +251,7 @@ TEST(Methods, WMSEMatchesWhitenedNormalizedMse) {
   auto m = methods::make_method(small("wmse"), tiny_encoder());
   auto v = random_views(16);
   expect_same_loss_and_grads(*m, v, [&] {
-    auto z = ref_embed(m->module("encoder"), m->module("projector"), v);
+    auto z = ref_embed_per_view(m->module("encoder"), m->module("projector"), v);  // W-MSE's default
     Tensor w0 = whiten(z[0]), w1 = whiten(z[1]);
     return mean(rsub(2.0, mul(cosine_similarity(w0, w1), 2.0)));
   });
