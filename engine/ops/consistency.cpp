@@ -31,10 +31,6 @@ void check_pair(const char* op, const char* na, const Tensor& a, const char* nb,
              min_rows == 1 ? " sample" : " samples", " and 1 feature, got ", na, " ", shape_str(a.shape()));
 }
 
-}  // namespace
-
-namespace {
-
 // normalized_mse on CUDA (kernels/cuda/consistency.h): same saved state as the CPU path; the upstream gradient
 // is read on the device.
 Tensor normalized_mse_cuda(const Tensor& p, const Tensor& z, const Tensor& pc, const Tensor& zc, const Tensor& stats) {

@@ -285,7 +285,8 @@ Tensor barlow_twins_loss_cuda(const Tensor& z1, const Tensor& z2, double lambda,
                    kernels::cuda::xcorr_standardize(dt, n, d, x2.raw_data(), eps, zh2.raw_data(), r2.raw_data()));
     c = mul(matmul(zh1.t(), zh2), 1.0 / static_cast<double>(n)).contiguous();
     SIAM_CUDA_ONLY(cuda::DeviceGuard g(x1.device().index);
-                   kernels::cuda::xcorr_loss(dt, d, lambda, c.raw_data(), static_cast<double*>(rows.raw_data()), out.raw_data()));
+                   kernels::cuda::xcorr_loss(dt, d, lambda, c.raw_data(), static_cast<double*>(rows.raw_data()),
+                                             out.raw_data()));
   }
   if (autograd::needs_grad({z1, z2})) {
     autograd::record("barlow_twins_loss", out, {z1, z2},

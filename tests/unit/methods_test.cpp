@@ -4,6 +4,7 @@
 // (methods/*.h)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/core/random.h"
@@ -318,6 +319,16 @@ TEST(Methods, SwAVFreezesPrototypesForTheFirstSteps) {
     m->loss(v, {.step = step, .total_steps = 3}).loss.backward();
     m->before_optimizer_step({.step = step, .total_steps = 3});
     EXPECT_EQ(m->module("prototypes").param("weight").grad().defined(), step >= 2) << step;
+  }
+}
+
+TEST(Methods, PerViewForwardIsTheDefaultOfTheMethodsWhoseReferenceCodeForwardsEachView) {
+  for (const auto& name : methods::method_names()) {
+    const bool want = name == "byol" || name == "simsiam" || name == "wmse";
+    EXPECT_EQ(methods::defaults_for(name).per_view_forward, want) << name;
+    auto keys = methods::keys_for(name);
+    const bool has = std::find(keys.begin(), keys.end(), "per_view_forward") != keys.end();
+    EXPECT_EQ(has, name != "moco") << name << ": MoCo's forward is its shuffle-BN groups, so the key is refused";
   }
 }
 
