@@ -25,6 +25,7 @@ from torchvision.models.resnet import BasicBlock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_resnet import ResNetW  # noqa: E402
+from torch_simclr_step import nt_xent  # noqa: E402
 
 ROOT = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
@@ -62,15 +63,6 @@ def wmse_loss(z1, z2, size, gen):
         a, b = F.normalize(whiten(z1[ids]), dim=1), F.normalize(whiten(z2[ids]), dim=1)
         loss = loss + (2 - 2 * (a * b).sum(1).mean())
     return loss / len(perm)
-
-
-def nt_xent(z1, z2, t):
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    n = z1.shape[0]
-    s = z @ z.t() / t
-    s.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
-    return F.cross_entropy(s, target)
 
 
 @torch.no_grad()

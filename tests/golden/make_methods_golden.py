@@ -21,9 +21,7 @@ and, shared, view0 and view1 (16, 1, 8, 8) (F32 values). The forward and backwar
   /usr/bin/python3 tests/golden/make_methods_golden.py      (PyTorch 1.13, torchvision 0.14)
 """
 import copy
-import json
 import os
-import struct
 import sys
 
 import torch
@@ -31,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_resnet_golden import ResNetW  # noqa: E402
+from make_resnet_golden import ResNetW, save_safetensors  # noqa: E402
 
 WIDTH, BATCH, SIZE = 2, 16, 8
 HIDDEN, OUT, PRED_HIDDEN = 24, 12, 10
@@ -162,21 +160,6 @@ def loss_of(name, m, v0, v1):
     raise ValueError(name)
 
 
-def save_safetensors(path, tensors):
-    kinds = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-    header, blobs, offset = {"__metadata__": {"generator": "tests/golden/make_methods_golden.py"}}, [], 0
-    for name, t in tensors:
-        t = t.detach().contiguous()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": kinds[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def main():
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -197,7 +180,7 @@ def main():
         tensors += [(f"{name}.grad.{k}", p.grad.float()) for k, p in m.named_parameters() if not k.startswith(frozen)]
         print(f"{name}: loss {loss.item():.6f}")
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "methods_golden.safetensors")
-    save_safetensors(out, tensors)
+    save_safetensors(out, tensors, {"generator": "tests/golden/make_methods_golden.py"})
     print(f"wrote {out}: {os.path.getsize(out)} bytes, {len(tensors)} tensors")
 
 

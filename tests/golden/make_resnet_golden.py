@@ -71,7 +71,7 @@ class ResNetW(nn.Module):
         return self.fc(x) if self.fc is not None else x
 
 
-DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.int64: "I64"}
+DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.bfloat16: "BF16", torch.int64: "I64"}
 
 
 def save_safetensors(path, tensors, metadata):

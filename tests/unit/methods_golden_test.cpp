@@ -15,9 +15,12 @@
 #include "methods/method.h"
 #include "methods/options.h"
 #include "models/resnet.h"
+#include "tests/unit/test_util.h"
 
 namespace siam {
 namespace {
+
+using test::rel_error;
 
 std::string golden_path() {
   return (std::filesystem::path(__FILE__).parent_path().parent_path() / "golden" / "methods_golden.safetensors")
@@ -27,17 +30,6 @@ std::string golden_path() {
 const io::SafetensorsContents& golden() {
   static const io::SafetensorsContents g = io::load_safetensors(golden_path());
   return g;
-}
-
-double rel_error(const Tensor& ours, const Tensor& ref) {
-  std::vector<double> a = ours.to_vector<double>(), b = ref.to_vector<double>();
-  EXPECT_EQ(a.size(), b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
 bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }

@@ -14,26 +14,18 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
 #include "models/resnet.h"
+#include "tests/unit/test_util.h"
 
 namespace siam {
 namespace {
+
+using test::rel_error;
 
 constexpr double kRelTol = 1e-4;
 
 std::string golden_path() {
   return (std::filesystem::path(__FILE__).parent_path().parent_path() / "golden" / "resnet18_w16_cifar.safetensors")
       .string();
-}
-
-double rel_error(const Tensor& ours, const Tensor& ref) {
-  std::vector<double> a = ours.to_vector<double>(), b = ref.to_vector<double>();
-  EXPECT_EQ(a.size(), b.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
 TEST(ResNetGolden, MatchesPyTorchOutputsAndGradients) {

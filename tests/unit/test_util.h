@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "engine/core/error.h"
 #include "engine/tensor.h"
@@ -43,6 +44,19 @@ inline void expect_close(const Tensor& a, const Tensor& b, double rtol, double a
     scale = std::max(scale, std::abs(vb[i]));
   }
   EXPECT_LE(diff, rtol * scale + atol) << what << ": max diff " << diff << ", max |ref| " << scale;
+}
+
+// Normwise relative error |ours - ref| / |ref| over all elements (|ref| floored at 1e-30); a shape mismatch fails
+// the calling test.
+inline double rel_error(const Tensor& ours, const Tensor& ref) {
+  std::vector<double> a = ours.to_vector<double>(), b = ref.to_vector<double>();
+  EXPECT_EQ(a.size(), b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
 }
 
 }  // namespace siam::test
