@@ -2,9 +2,10 @@
 // (per-row arithmetic shared through kernels/common/nmse_math.h). Declared without CUDA headers; device
 // pointers, contiguous row-major, the current stream; dt f32 or f64 (row sums in double either way).
 // Versions (kernels in consistency.cu):
-//   nmse_rows_kernel1     a warp per row: |p_i|, |z_i| and c_i (stats, 3 per row) and the row's loss 2 - 2 c_i.
-//   nmse_mean_kernel1     one block: the mean of the row losses summed in row order (deterministic).
-//   nmse_backward_kernel1 a warp per row: dp, dz from stats and the upstream gradient read on the device.
+//   nmse_rows_kernel1     a group per row (kernels/cuda/rowwise.cuh: a warp, or the block for rows longer than
+//                         1024): |p_i|, |z_i| and c_i (stats, 3 per row) and the row's loss 2 - 2 c_i.
+//   nmse_mean_kernel1     one block: the mean of the row losses, combined in a fixed order (deterministic).
+//   nmse_backward_kernel1 a group per row: dp, dz from stats and the upstream gradient read on the device.
 #pragma once
 #include <cstdint>
 

@@ -4,7 +4,7 @@
 
 #include "kernels/common/xcorr_math.h"
 #include "kernels/cuda/check.h"
-#include "kernels/cuda/stream.h"
+#include "kernels/cuda/rowwise.cuh"
 #include "kernels/cuda/xcorr.h"
 
 namespace siam::kernels::cuda {
@@ -13,9 +13,8 @@ namespace {
 
 constexpr int kCols = 32;      // columns per block of the column kernels (a warp reads 32 consecutive features)
 constexpr int kGroups = 8;     // row groups per block of the column kernels
-constexpr int kThreads = 256;  // threads of the row / sum / element-wise kernels
-
-cudaStream_t stream() { return static_cast<cudaStream_t>(siam::cuda::current_stream()); }
+using rowwise::kThreads;  // threads of the row / sum / element-wise kernels
+using rowwise::stream;
 
 unsigned column_blocks(int64_t d) { return static_cast<unsigned>((d + kCols - 1) / kCols); }
 
@@ -77,21 +76,9 @@ __global__ void __launch_bounds__(kCols* kGroups)
     g[r * d + c] = xcorr_standardize_grad(g[r * d + c], zh[r * d + c], mean_g, mean_gz, rs);
 }
 
-// part (kThreads) shared; returns the block's sum in thread 0 (tree in a fixed order).
-__device__ __forceinline__ double block_sum(double* part, double v) {
-  part[threadIdx.x] = v;
-  __syncthreads();
-  for (int w = kThreads / 2; w > 0; w >>= 1) {
-    if (static_cast<int>(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
-  }
-  return part[0];
-}
-
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     xcorr_row_loss_kernel1(int64_t d, double lambda, const T* __restrict__ c, double* __restrict__ rows) {
-  __shared__ double part[kThreads];
   const int64_t i = blockIdx.x;
   const T* ci = c + i * d;
   double s = 0;
@@ -99,16 +86,17 @@ __global__ void __launch_bounds__(kThreads)
     const double v = static_cast<double>(ci[j]);
     s += v * v;
   }
-  const double total = block_sum(part, s);
+  const double total = rowwise::group_reduce<rowwise::SumOp<double>>(s, rowwise::Group{false},
+                                                                    rowwise::shared_buf<double>());
   if (threadIdx.x == 0) rows[i] = xcorr_row_loss(total, static_cast<double>(ci[i]), lambda);
 }
 
 template <class T>
 __global__ void __launch_bounds__(kThreads) xcorr_sum_kernel1(int64_t d, const double* __restrict__ rows, T* loss) {
-  __shared__ double part[kThreads];
   double s = 0;
   for (int64_t i = threadIdx.x; i < d; i += kThreads) s += rows[i];
-  const double total = block_sum(part, s);
+  const double total = rowwise::group_reduce<rowwise::SumOp<double>>(s, rowwise::Group{false},
+                                                                    rowwise::shared_buf<double>());
   if (threadIdx.x == 0) loss[0] = static_cast<T>(total);
 }
 

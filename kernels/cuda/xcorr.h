@@ -12,7 +12,8 @@
 // Versions (kernels in xcorr.cu):
 //   xcorr_standardize_kernel1 / xcorr_standardize_backward_kernel1: 32 columns x 8 row groups per block, the
 //                         column sums of the 8 groups combined in a fixed order; coalesced along the features.
-//   xcorr_row_loss_kernel1: a block per row of C, then xcorr_sum_kernel1: one block sums the rows in order.
+//   xcorr_row_loss_kernel1: a block per row of C, then xcorr_sum_kernel1: one block sums the rows; both
+//                         reduce with kernels/cuda/rowwise.cuh's group_reduce (a fixed order: deterministic).
 //   xcorr_dc_kernel1:     grid-stride element-wise over D x D.
 #pragma once
 #include <cstdint>
