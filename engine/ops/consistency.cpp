@@ -5,15 +5,18 @@
 
 #include "engine/autograd/node.h"
 #include "engine/ops/dispatch.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/linalg.h"
 #include "kernels/cpu/consistency.h"
 #include "kernels/cuda/consistency.h"
 #include "kernels/cuda/stream.h"
+#include "kernels/cuda/xcorr.h"
 
 namespace siam {
 
 namespace {
 
-// allow_cuda: the op has a CUDA kernel (normalized_mse); both tensors must then be on one device.
+// allow_cuda: the op has a CUDA kernel (normalized_mse, vicreg_terms); both tensors must then be on one device.
 void check_pair(const char* op, const char* na, const Tensor& a, const char* nb, const Tensor& b, int64_t min_rows,
                 bool allow_cuda = false) {
   SIAM_CHECK(a.defined(), op, ": ", na, " is undefined");
@@ -57,6 +60,75 @@ Tensor normalized_mse_cuda(const Tensor& p, const Tensor& z, const Tensor& pc, c
   return out;
 }
 
+// vicreg_terms on CUDA (kernels/cuda/xcorr.h): the column statistics, row sums and the terms on the device, the
+// Gram / covariance products through matmul (cuBLASLt); the same saved state and backward as the CPU path, the
+// three upstream gradients read on the device.
+VicregTerms vicreg_terms_cuda(const Tensor& z1, const Tensor& z2, double eps) {
+  const int64_t n = z1.size(0), d = z1.size(1);
+  const bool gram_form = n < d;
+  const int64_t g = kernels::cpu::vicreg_gram_dim(n, d);
+  const DType dt = z1.dtype();
+  const Device dev = z1.device();
+  Tensor a = z1.detach().contiguous(), b = z2.detach().contiguous();
+  Tensor zc1 = empty({n, d}, a.options()), zc2 = empty({n, d}, a.options());  // (N, D) centered
+  Tensor stats = empty({4, d}, a.options());                                  // mean1, mean2, var1, var2
+  // doubles: var_d1, var_d2 (D each), the invariance rows (N), the Gram rows of each branch (g each)
+  Tensor scratch = empty({2 * d + n + 2 * g}, TensorOptions(DType::f64, dev));
+  double* sd = static_cast<double*>(scratch.raw_data());
+  double *var_d1 = sd, *var_d2 = sd + d, *inv_rows = sd + 2 * d, *rows1 = inv_rows + n, *rows2 = rows1 + g;
+  Tensor out = empty({3}, a.options());
+  Tensor gram1, gram2;  // (g, g): G = Zc Zc^T when N < D, else C = Zc^T Zc / (N - 1)
+  {
+    NoGradGuard ng;
+    auto st = [&](int k) { return stats.select(0, k).raw_data(); };
+    SIAM_CUDA_ONLY(cuda::DeviceGuard dg(dev.index);
+                   kernels::cuda::vicreg_center(dt, n, d, a.raw_data(), zc1.raw_data(), st(0), st(2), var_d1);
+                   kernels::cuda::vicreg_center(dt, n, d, b.raw_data(), zc2.raw_data(), st(1), st(3), var_d2);
+                   kernels::cuda::vicreg_sq_rows(dt, n, d, a.raw_data(), b.raw_data(), false, inv_rows));
+    if (gram_form) {
+      gram1 = matmul(zc1, zc1.t()).contiguous();
+      gram2 = matmul(zc2, zc2.t()).contiguous();
+    } else {
+      const double inv_nm1 = 1.0 / static_cast<double>(n - 1);
+      gram1 = mul(matmul(zc1.t(), zc1), inv_nm1).contiguous();
+      gram2 = mul(matmul(zc2.t(), zc2), inv_nm1).contiguous();
+    }
+    SIAM_CUDA_ONLY(cuda::DeviceGuard dg(dev.index);
+                   kernels::cuda::vicreg_sq_rows(dt, g, g, gram1.raw_data(), nullptr, !gram_form, rows1);
+                   kernels::cuda::vicreg_sq_rows(dt, g, g, gram2.raw_data(), nullptr, !gram_form, rows2);
+                   kernels::cuda::vicreg_finish(dt, n, d, g, gram_form, eps, inv_rows, rows1, rows2, var_d1, var_d2,
+                                                out.raw_data()));
+  }
+  if (autograd::needs_grad({z1, z2})) {
+    autograd::record("vicreg_terms", out, {z1, z2},
+                     [n, d, dt, eps, gram_form, zc1, zc2, stats, gram1, gram2](const Tensor& gr,
+                                                                              const std::vector<bool>& need) {
+                       NoGradGuard ng;
+                       Tensor gc = gr.to(dt).contiguous();  // (3) on the device: no host sync
+                       const double dd = static_cast<double>(d), nm1 = static_cast<double>(n - 1);
+                       const double cov_scale = gram_form ? 4.0 / (dd * nm1 * nm1) : 4.0 / (dd * nm1);
+                       std::vector<Tensor> grads(2);
+                       for (int br = 0; br < 2; ++br) {
+                         if (!need[static_cast<size_t>(br)]) continue;
+                         const Tensor& zc = br == 0 ? zc1 : zc2;
+                         const Tensor& gram = br == 0 ? gram1 : gram2;
+                         Tensor p = (gram_form ? matmul(gram, zc) : matmul(zc, gram)).contiguous();  // (N, D)
+                         const void* var = stats.select(0, 2 + br).raw_data();
+                         const void* diag = gram_form ? var : gram.raw_data();
+                         SIAM_CUDA_ONLY(cuda::DeviceGuard dg(zc.device().index);
+                                        kernels::cuda::vicreg_backward_rows(
+                                            dt, n, d, br, eps, cov_scale, gc.raw_data(), zc1.raw_data(),
+                                            zc2.raw_data(), stats.select(0, 0).raw_data(),
+                                            stats.select(0, 1).raw_data(), var, diag, gram_form ? 1 : d + 1,
+                                            p.raw_data()));
+                         grads[static_cast<size_t>(br)] = p;
+                       }
+                       return grads;
+                     });
+  }
+  return {out.select(0, 0), out.select(0, 1), out.select(0, 2)};
+}
+
 }  // namespace
 
 Tensor normalized_mse(const Tensor& p, const Tensor& z) {
@@ -88,8 +160,9 @@ Tensor normalized_mse(const Tensor& p, const Tensor& z) {
 
 VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps) {
   const char* op = "vicreg_terms";
-  check_pair(op, "z1", z1, "z2", z2, 2);
+  check_pair(op, "z1", z1, "z2", z2, 2, /*allow_cuda=*/true);
   SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  if (z1.device().is_cuda()) return vicreg_terms_cuda(z1, z2, eps);
   const int64_t n = z1.size(0), d = z1.size(1), g = kernels::cpu::vicreg_gram_dim(n, d);
   Tensor a = z1.detach().contiguous(), b = z2.detach().contiguous();
   Tensor zc1 = empty({n, d}, z1.options()), zc2 = empty({n, d}, z1.options());      // (N, D) centered

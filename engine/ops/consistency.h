@@ -1,5 +1,6 @@
-// Consistency losses of the non-contrastive methods as fused ops (kernels/cpu/consistency.h): BYOL and
-// SimSiam's normalized MSE, VICReg's invariance, variance and covariance terms.
+// Consistency losses of the non-contrastive methods as fused ops (kernels/cpu/consistency.h; on CUDA
+// kernels/cuda/consistency.h and xcorr.h): BYOL and SimSiam's normalized MSE, VICReg's invariance, variance
+// and covariance terms.
 #pragma once
 #include "engine/tensor.h"
 

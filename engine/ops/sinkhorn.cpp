@@ -1,4 +1,5 @@
-// Front-end of Sinkhorn-Knopp: validate, wrap the all-reduce hook, dispatch to kernels/cpu/sinkhorn.
+// Front-end of Sinkhorn-Knopp: validate, wrap the all-reduce hook, dispatch to kernels/cpu/sinkhorn or, for
+// CUDA scores on one process, kernels/cuda/sinkhorn (the distributed form makes the round trip to the CPU).
 #include "engine/ops/sinkhorn.h"
 
 #include <cmath>
@@ -6,13 +7,14 @@
 
 #include "engine/ops/dispatch.h"
 #include "kernels/cpu/sinkhorn.h"
+#include "kernels/cuda/sinkhorn.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam {
 
 Tensor sinkhorn(const Tensor& scores, double eps, int iters, bool log_domain, const SinkhornHooks* hooks) {
   const char* op = "sinkhorn";
   SIAM_CHECK(scores.defined(), op, ": scores is undefined");
-  ops::require_cpu(op, {scores});
   ops::require_floating(op, scores);
   SIAM_CHECK(scores.dim() == 2, op, ": scores must be (B, K) (samples, prototypes), got ", shape_str(scores.shape()));
   const int64_t b = scores.size(0), k = scores.size(1);
@@ -37,6 +39,20 @@ Tensor sinkhorn(const Tensor& scores, double eps, int iters, bool log_domain, co
         std::memcpy(data, tc.data<double>(), sizeof(double) * size_t(n));
       };
     }
+  }
+  if (scores.device().is_cuda()) {
+    // The all-reduce hook works on host doubles between the passes: that form runs on the CPU (B x K scores,
+    // small next to the encoder's work). SwAV gathers its scores and takes the single-process form below.
+    if (reduce) return sinkhorn(scores.to(kCPU), eps, iters, log_domain, hooks).to(scores.device());
+    const DType dt = scores.dtype();
+    Tensor s = scores.detach().contiguous();
+    Tensor q = empty({b, k}, s.options());
+    SIAM_CUDA_ONLY(cuda::DeviceGuard g(s.device().index);
+                   Tensor scratch = empty({kernels::cuda::sinkhorn_scratch_doubles(b, k)},
+                                          TensorOptions(DType::f64, s.device()));
+                   kernels::cuda::sinkhorn(dt, b, k, s.raw_data(), eps, iters, log_domain, double(global_b),
+                                           static_cast<double*>(scratch.raw_data()), q.raw_data()));
+    return q;
   }
   Tensor s = scores.detach().contiguous();
   Tensor q = empty({b, k}, scores.options());  // (B, K), never requires grad

@@ -1,5 +1,6 @@
-// SwAV's Sinkhorn-Knopp as one op (kernels/cpu/sinkhorn.h): the equal-partition codes of a batch of
-// prototype scores, in the plain or the log domain, with hooks for the distributed sums.
+// SwAV's Sinkhorn-Knopp as one op (kernels/cpu/sinkhorn.h; CUDA scores: kernels/cuda/sinkhorn.h): the
+// equal-partition codes of a batch of prototype scores, in the plain or the log domain, with hooks for the
+// distributed sums (with hooks, CUDA scores are processed on the CPU and the codes copied back).
 #pragma once
 #include <cstdint>
 #include <functional>

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/common/nmse_math.h"
+#include "kernels/common/vicreg_math.h"
 #include "kernels/cpu/gemm.h"
 
 namespace siam::kernels::cpu {
@@ -228,7 +229,7 @@ VicregValues vicreg_forward(int64_t n, int64_t d, const T* z1, const T* z2, doub
     center_stats(n, d, z, zc, branch == 0 ? mean1 : mean2, branch == 0 ? var1 : var2, var_d.data());
     double v = 0, diag2 = 0;
     for (int64_t j = 0; j < d; ++j) {
-      v += std::max(0.0, 1.0 - std::sqrt(var_d[j] + eps));
+      v += vicreg_hinge(var_d[j], eps);
       diag2 += var_d[j] * var_d[j];
     }
     out.variance += v / double(d) / 2.0;
@@ -266,10 +267,7 @@ void vicreg_backward(int64_t n, int64_t d, double eps, const double grad[3], con
     }
     for (int64_t j = 0; j < d; ++j) {
       const double cjj = gram_form ? double(var[j]) : double(gram[j * d + j]);
-      const double sd = std::sqrt(double(var[j]) + eps);
-      double c = -grad[2] * 4.0 * cjj / (dd * nm1);
-      if (sd < 1.0) c -= grad[1] / (2.0 * dd * sd * nm1);
-      coef[j] = static_cast<T>(c);
+      coef[j] = static_cast<T>(vicreg_zc_coef(cjj, double(var[j]), eps, grad[1], grad[2], dd, nm1));
     }
     const T ci = static_cast<T>((branch == 0 ? 2.0 : -2.0) * grad[0] / (double(n) * dd));
 #pragma omp parallel for schedule(static) if (n * d > kParallelMin)

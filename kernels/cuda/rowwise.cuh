@@ -1,6 +1,7 @@
-// Row-wise building blocks of the CUDA reduction kernels (reduce.cu, loss.cu): a group of threads per row
-// (a warp for short rows, the block for long ones), group reductions with a fixed combination order
-// (deterministic), the combine operators, and the launch shape. Internal to kernels/cuda (.cu files only).
+// Row-wise building blocks of the CUDA reduction kernels (reduce.cu, loss.cu, xcorr.cu, sinkhorn.cu, ...): a
+// group of threads per row (a warp for short rows, the block for long ones), group reductions with a fixed
+// combination order (deterministic), the combine operators, the launch shape, and the column reduction of the
+// column kernels. Internal to kernels/cuda (.cu files only).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -67,6 +68,20 @@ template <class Op, class A> __device__ __forceinline__ A group_reduce(A v, cons
   v = smem[0];
   for (int i = 1; i < static_cast<int>(blockDim.x / 32); ++i) v = Op::combine(v, smem[i]);
   return v;
+}
+
+// Column kernels: a block of (Cols, Groups) threads, thread (x, y) walking rows y, y + Groups, ... of column x.
+// Combines the Groups partial values of column threadIdx.x with Op, in group order (deterministic); every
+// thread of the column gets the result. red: shared (Groups, Cols + 1). Ends synchronized, so red can be reused.
+template <class Op, int Groups, int Cols, class A>
+__device__ __forceinline__ A column_reduce(A (*red)[Cols + 1], A v) {
+  red[threadIdx.y][threadIdx.x] = v;
+  __syncthreads();
+  A s = red[0][threadIdx.x];
+#pragma unroll
+  for (int k = 1; k < Groups; ++k) s = Op::combine(s, red[k][threadIdx.x]);
+  __syncthreads();
+  return s;
 }
 
 template <class A> __device__ A* shared_buf() {

@@ -1,5 +1,6 @@
 // The fused siamese kernels on CUDA against their CPU twins (label cuda): tiled InfoNCE (nt_xent, moco_infonce;
-// kernels/cuda/infonce.h) and Barlow Twins (kernels/cuda/xcorr.h) forward and backward, and the multi-tensor
+// kernels/cuda/infonce.h), Barlow Twins and VICReg (kernels/cuda/xcorr.h) forward and backward, Sinkhorn
+// (kernels/cuda/sinkhorn.h), normalized MSE (kernels/cuda/consistency.h), and the multi-tensor
 // EMA, SGD and LARS steps (kernels/cuda/multi_tensor.h), for f32, f64 and bf16 inputs and sizes that are not multiples of the tiles
 // (64-row tiles, 32/128-wide slices of D, 32K-element chunks). Errors are normalized: max |cuda - cpu| /
 // max(max |cpu|, 1e-3) per tensor. Bounds: f64 1e-10; f32 2e-5 (sums of up to ~2N terms in another order,
@@ -17,8 +18,10 @@
 
 #include "engine/core/random.h"
 #include "engine/ops/consistency.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/shape.h"
 #include "engine/ops/siamese.h"
+#include "engine/ops/sinkhorn.h"
 #include "engine/optim/ema.h"
 #include "engine/optim/lars.h"
 #include "engine/optim/sgd.h"
@@ -241,10 +244,10 @@ TEST(FusedParity, CpuOnlySiameseOpsRefuseCudaTensorsClearly) {
   SIAM_REQUIRE_CUDA();
   Tensor a = rnd({8, 4}, DType::f32, 7).to(kDev), b = rnd({8, 4}, DType::f32, 8).to(kDev);
   try {
-    vicreg_terms(a, b);
+    clip_loss(a, b, 0.1);
     FAIL() << "expected siam::Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("vicreg_terms"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("clip_loss"), std::string::npos) << e.what();
   }
 }
 
@@ -284,6 +287,74 @@ TEST(FusedParity, BarlowTwinsMatchesCpu) {
                       dt, in, 2,
                       [=](const std::vector<Tensor>& v) { return barlow_twins_loss(v[0], v[1], lambda); });
       }
+}
+
+// ---- VICReg's three terms (kernels/cuda/xcorr.h) ----
+
+TEST(FusedParity, VicregMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  // N < D (the Gram form), N >= D (the covariance form), ragged column blocks, a long batch; the weighted sum
+  // checks the three gradients together, each term alone the paths where the other upstream gradients are 0.
+  // z2 = 0.3 z1 + noise with scale 0.5 puts some features below std 1 and some above (the hinge's both sides).
+  const NceSize sizes[] = {{2, 1}, {7, 3}, {37, 64}, {32, 130}, {300, 33}, {129, 257}};
+  for (DType dt : {DType::f32, DType::f64})
+    for (const NceSize& s : sizes) {
+      Tensor z1 = rnd({s.n, s.d}, dt, 31 + s.n);
+      Tensor z2 = add(mul(z1, 0.3), mul(rnd({s.n, s.d}, dt, 32 + s.d), 0.5));
+      const std::vector<Tensor> in = {z1, z2};
+      const std::string what = "vicreg_terms " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                               std::to_string(s.d);
+      expect_parity(what + " 25 inv + 25 var + cov", dt, in, 2, [](const std::vector<Tensor>& v) {
+        VicregTerms t = vicreg_terms(v[0], v[1]);
+        return add(add(mul(t.invariance, 25.0), mul(t.variance, 25.0)), t.covariance);
+      });
+      for (int term = 0; term < 3; ++term)
+        expect_parity(what + " term " + std::to_string(term), dt, in, 2, [term](const std::vector<Tensor>& v) {
+          VicregTerms t = vicreg_terms(v[0], v[1]);
+          return term == 0 ? t.invariance : term == 1 ? t.variance : t.covariance;
+        });
+      // one side detached (VICReg's gradients reach both branches; a frozen branch must still work)
+      expect_parity(what + " z2 detached", dt, in, 1, [](const std::vector<Tensor>& v) {
+        VicregTerms t = vicreg_terms(v[0], v[1].detach());
+        return add(add(t.invariance, t.variance), t.covariance);
+      });
+    }
+}
+
+// ---- SwAV's Sinkhorn-Knopp (kernels/cuda/sinkhorn.h) ----
+
+TEST(FusedParity, SinkhornMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  // B x K: one sample, ragged column blocks, K past a warp row (1024: the block-per-row form), B much longer
+  // than the 8 sample groups; scores as SwAV's (cosines in [-1, 1]), eps 0.05 and a small eps in the log form.
+  const NceSize sizes[] = {{1, 1}, {7, 3}, {37, 64}, {256, 100}, {300, 33}, {64, 1500}, {1000, 300}};
+  for (DType dt : {DType::f32, DType::f64})
+    for (const NceSize& s : sizes)
+      for (bool log_domain : {false, true})
+        for (int iters : {1, 3}) {
+          const double eps = log_domain ? 0.01 : 0.05;
+          Tensor scores = tanh(rnd({s.n, s.d}, dt, 41 + s.n + s.d));
+          Tensor cpu = sinkhorn(scores, eps, iters, log_domain);
+          Tensor gpu = sinkhorn(scores.to(kDev), eps, iters, log_domain).to(kCPU);
+          EXPECT_EQ(gpu.dtype(), dt);
+          EXPECT_LE(norm_err(gpu, cpu), tol(dt))
+              << "sinkhorn " << dtype_name(dt) << " B " << s.n << " K " << s.d << (log_domain ? " log" : " plain")
+              << " iters " << iters;
+        }
+}
+
+// The distributed form (an all-reduce hook) on CUDA scores makes the round trip to the CPU path: the same codes.
+TEST(FusedParity, SinkhornWithHooksOnCudaScoresMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  Tensor scores = tanh(rnd({48, 20}, DType::f32, 5));
+  int calls = 0;
+  SinkhornHooks hooks;
+  hooks.all_reduce_sum = [&calls](Tensor&) { ++calls; };  // one rank: the sum is the tensor itself
+  Tensor cpu = sinkhorn(scores, 0.05, 3, false);
+  Tensor gpu = sinkhorn(scores.to(kDev), 0.05, 3, false, &hooks);
+  EXPECT_TRUE(gpu.device().is_cuda());
+  EXPECT_EQ(calls, 4);  // [2] once, then [K] per iteration
+  EXPECT_LE(norm_err(gpu.to(kCPU), cpu), tol(DType::f32));
 }
 
 // ---- multi-tensor EMA, SGD, LARS ----
