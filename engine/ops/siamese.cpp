@@ -1,12 +1,17 @@
-// Front-ends of the fused siamese losses: validate, dispatch to kernels/cpu/{infonce,xcorr}, record backward.
+// Front-ends of the fused siamese losses: validate, dispatch to kernels/cpu/{infonce,xcorr} or
+// kernels/cuda/{infonce,xcorr}, record backward.
 #include "engine/ops/siamese.h"
 
 #include <cmath>
+#include <limits>
+#include <map>
 
 #include "engine/autograd/node.h"
 #include "engine/ops/dispatch.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
+#include "engine/ops/reduce.h"
+#include "engine/ops/shape.h"
 #include "kernels/cpu/infonce.h"
 #include "kernels/cpu/xcorr.h"
 #include "kernels/cuda/infonce.h"
@@ -19,7 +24,7 @@ namespace siam {
 namespace {
 
 // allow_half: bf16/f16 inputs are accepted and computed in f32 (compute_dtype).
-// allow_cuda: the op has a CUDA kernel (nt_xent, moco_infonce, barlow_twins_loss); the others stay CPU-only.
+// allow_cuda: the op has a CUDA kernel (every InfoNCE form and barlow_twins_loss).
 void check_matrix(const char* op, const char* what, const Tensor& t, bool allow_half = false, bool allow_cuda = false) {
   SIAM_CHECK(t.defined(), op, ": ", what, " is undefined");
   if (!allow_cuda) ops::require_cpu(op, {t});
@@ -358,9 +363,213 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
 
 namespace {
 
+// ---- the same forms on CUDA: kernels/cuda/infonce.h's rows_lse and grad_pass (the O(M^2 D) work, never an
+// M x M matrix), the O(M D) positive terms and the loss's sums with engine ops on the device. The upstream
+// gradient stays on the device (no host sync in backward); index metadata is built on the host in forward. ----
+
+Tensor i64_on(const std::vector<int64_t>& v, Device dev) {
+  return from_vector_i64(v, {static_cast<int64_t>(v.size())}).to(dev);
+}
+Tensor values_on(const std::vector<double>& v, const TensorOptions& opts) {
+  return from_vector(v, {static_cast<int64_t>(v.size())}, TensorOptions(opts.dtype)).to(opts.device);
+}
+
+// lse (rows) of x against y with each row's masked column (mask undefined: none).
+Tensor rows_lse_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, double t) {
+  Tensor lse = empty({x.size(0)}, x.options());
+  SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                 kernels::cuda::infonce_rows_lse(
+                     x.dtype(), x.size(0), y.size(0), x.size(1), t, x.raw_data(), y.raw_data(),
+                     mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr, lse.raw_data()));
+  return lse;
+}
+
+// grad[0] * scale / t * sum_{j unmasked} (exp(S_ij - a_i) + exp(S_ij - b_j)) y_j; a, b undefined: term absent.
+Tensor grad_pass_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& a, const Tensor& b,
+                      const Tensor& grad, double scale, double t) {
+  Tensor dx = empty(x.shape(), x.options());
+  SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
+                 kernels::cuda::infonce_grad_pass(
+                     x.dtype(), x.size(0), y.size(0), x.size(1), t, x.raw_data(), y.raw_data(),
+                     mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr,
+                     a.defined() ? a.raw_data() : nullptr, b.defined() ? b.raw_data() : nullptr, grad.raw_data(),
+                     scale, dx.raw_data()));
+  return dx;
+}
+
+// SupCon / V-view NT-Xent on CUDA (the CPU's supcon_forward / supcon_backward): class sums Z_c by scatter_add.
+Tensor multi_positive_cuda(const char* op, const std::vector<Tensor>& parts, const Tensor& labels,
+                           double temperature, bool normalize) {
+  const DType dt = parts[0].dtype();
+  const Device dev = parts[0].device();
+  Tensor norm;
+  Tensor z = prepare_rows_cuda(stack_rows(parts, compute_dtype(parts[0])), normalize, &norm);  // (M, D)
+  const int64_t M = z.size(0), D = z.size(1);
+  Tensor lab = labels.contiguous();
+  const int64_t* lp = lab.data<int64_t>();
+  std::map<int64_t, int64_t> dense;  // label -> class id 0..C-1
+  std::vector<int64_t> id(static_cast<size_t>(M)), count, self(static_cast<size_t>(M));
+  for (int64_t i = 0; i < M; ++i) {
+    auto [it, fresh] = dense.emplace(lp[i], static_cast<int64_t>(count.size()));
+    if (fresh) count.push_back(0);
+    id[static_cast<size_t>(i)] = it->second;
+    ++count[static_cast<size_t>(it->second)];
+    self[static_cast<size_t>(i)] = i;
+  }
+  int64_t R = 0;  // rows with at least one positive
+  for (int64_t i = 0; i < M; ++i) R += count[static_cast<size_t>(id[static_cast<size_t>(i)])] > 1;
+  const double inf = std::numeric_limits<double>::infinity();
+  std::vector<double> valid(static_cast<size_t>(M)), w(static_cast<size_t>(M)), lw_add(static_cast<size_t>(M)),
+      coef(static_cast<size_t>(M));
+  for (size_t i = 0; i < static_cast<size_t>(M); ++i) {
+    const double np = static_cast<double>(count[static_cast<size_t>(id[i])] - 1);
+    valid[i] = np > 0 ? 1.0 : 0.0;
+    w[i] = np > 0 ? 1.0 / (temperature * np) : 0.0;                                      // positive mean / t
+    lw_add[i] = np > 0 ? 0.0 : inf;                                                       // drops the row's terms
+    coef[i] = np > 0 ? 2.0 / (static_cast<double>(R) * temperature * np) : 0.0;           // positive gradient
+  }
+  Tensor mask = i64_on(self, dev), cls = i64_on(id, dev);
+  Tensor lse = rows_lse_cuda(z, z, mask, temperature);  // (M)
+  Tensor out, zc_rows;                                  // [], (M, D) the class sum of each row's class
+  {
+    NoGradGuard ng;
+    Tensor idx = cls.view({M, 1}).expand({M, D}).contiguous();
+    Tensor zsum = scatter_add(zeros({static_cast<int64_t>(count.size()), D}, z.options()), 0, idx, z);  // (C, D)
+    zc_rows = index_select(zsum, 0, cls);
+    Tensor p = sum(mul(z, sub(zc_rows, z)), {1});  // (M) z_i . (Z_c - z_i)
+    out = R > 0 ? mul(sum(sub(mul(lse, values_on(valid, z.options())), mul(p, values_on(w, z.options())))),
+                      1.0 / static_cast<double>(R))
+                : zeros({}, z.options());
+  }
+  if (autograd::needs_grad(parts)) {
+    std::vector<int64_t> sizes;
+    for (const Tensor& p : parts) sizes.push_back(p.size(0));
+    Tensor lw_add_d = values_on(lw_add, z.options()), coef_d = values_on(coef, z.options()).view({M, 1});
+    autograd::record(op, out, parts,
+                     [z, norm, mask, lse, zc_rows, lw_add_d, coef_d, R, temperature, normalize, sizes, dt](
+                         const Tensor& g, const std::vector<bool>& need) {
+                       NoGradGuard ng;
+                       Tensor gc = g.to(z.dtype()).contiguous();  // device scalar: no host sync
+                       Tensor dz;
+                       if (R == 0) {
+                         dz = zeros(z.shape(), z.options());
+                       } else {
+                         Tensor lw = add(lse, lw_add_d);  // +inf on rows without a positive
+                         dz = grad_pass_cuda(z, z, mask, lw, lw, gc, 1.0 / static_cast<double>(R), temperature);
+                         dz = sub(dz, mul(mul(coef_d, gc), sub(zc_rows, z)));
+                       }
+                       Tensor dx = normalize_backward_cuda(normalize, z, norm, dz);
+                       std::vector<Tensor> grads;
+                       int64_t r = 0;
+                       for (size_t k = 0; k < sizes.size(); ++k) {
+                         grads.push_back(need[k] ? grad_rows(dx, r, sizes[k], dt) : Tensor());
+                         r += sizes[k];
+                       }
+                       return grads;
+                     });
+  }
+  return out;
+}
+
+// CLIP on CUDA (the CPU's clip_forward / clip_backward).
+Tensor clip_loss_cuda(const Tensor& a, const Tensor& b, double temperature, bool normalize) {
+  const DType dt = a.dtype(), cdt = compute_dtype(a);
+  Tensor na, nb;
+  Tensor za = prepare_rows_cuda(stack_rows({a}, cdt), normalize, &na);  // (N, D)
+  Tensor zb = prepare_rows_cuda(stack_rows({b}, cdt), normalize, &nb);  // (N, D)
+  const int64_t n = za.size(0);
+  Tensor la = rows_lse_cuda(za, zb, Tensor(), temperature), lb = rows_lse_cuda(zb, za, Tensor(), temperature);
+  Tensor out;
+  {
+    NoGradGuard ng;
+    Tensor sii = sum(mul(za, zb));  // sum_i a_i . b_i
+    out = mul(sub(add(sum(la), sum(lb)), mul(sii, 2.0 / temperature)), 1.0 / (2.0 * static_cast<double>(n)));
+  }
+  if (autograd::needs_grad({a, b})) {
+    autograd::record("clip_loss", out, {a, b},
+                     [za, zb, na, nb, la, lb, n, temperature, normalize, dt](const Tensor& g,
+                                                                             const std::vector<bool>& need) {
+                       NoGradGuard ng;
+                       Tensor gc = g.to(za.dtype()).contiguous();
+                       const double half_mean = 1.0 / (2.0 * static_cast<double>(n));
+                       Tensor pf = mul(gc, 1.0 / (static_cast<double>(n) * temperature));  // positive terms
+                       Tensor da, db;
+                       if (need[0]) {
+                         da = sub(grad_pass_cuda(za, zb, Tensor(), la, lb, gc, half_mean, temperature), mul(zb, pf));
+                         da = grad_rows(normalize_backward_cuda(normalize, za, na, da), 0, n, dt);
+                       }
+                       if (need[1]) {
+                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature), mul(za, pf));
+                         db = grad_rows(normalize_backward_cuda(normalize, zb, nb, db), 0, n, dt);
+                       }
+                       return std::vector<Tensor>{da, db};
+                     });
+  }
+  return out;
+}
+
+// Gathered NT-Xent on CUDA (the CPU's infonce_gathered_forward / _backward): local rows x = [z1; z2] (2n, D)
+// against gathered columns [g1; g2] (2m, D).
+Tensor nt_xent_gathered_cuda(const Tensor& z1, const Tensor& z2, const Tensor& g1, const Tensor& g2, int64_t offset,
+                             double temperature, bool normalize) {
+  const DType dt = z1.dtype(), cdt = compute_dtype(z1);
+  const Device dev = z1.device();
+  const int64_t n = z1.size(0), m = g1.size(0), d = z1.size(1), R = 2 * n, C = 2 * m;
+  Tensor nx, ng;
+  Tensor x = prepare_rows_cuda(stack_rows({z1, z2}, cdt), normalize, &nx);   // (2n, D)
+  Tensor gz = prepare_rows_cuda(stack_rows({g1, g2}, cdt), normalize, &ng);  // (2m, D)
+  // own column (masked) and positive column of each local row; their transposes (-1 / the zero row R: none)
+  std::vector<int64_t> own(static_cast<size_t>(R)), pos(static_cast<size_t>(R)), own_t(static_cast<size_t>(C), -1),
+      pos_t(static_cast<size_t>(C), R);
+  for (int64_t r = 0; r < R; ++r) {
+    own[static_cast<size_t>(r)] = r < n ? offset + r : m + offset + r - n;
+    pos[static_cast<size_t>(r)] = r < n ? m + offset + r : offset + r - n;
+    own_t[static_cast<size_t>(own[static_cast<size_t>(r)])] = r;
+    pos_t[static_cast<size_t>(pos[static_cast<size_t>(r)])] = r;
+  }
+  Tensor own_d = i64_on(own, dev), pos_d = i64_on(pos, dev), own_t_d = i64_on(own_t, dev), pos_t_d = i64_on(pos_t, dev);
+  Tensor lse = rows_lse_cuda(x, gz, own_d, temperature);  // (2n)
+  Tensor out, gp;                                         // [], (2n, D) each row's positive column
+  {
+    NoGradGuard ng2;
+    gp = index_select(gz, 0, pos_d);
+    out = mul(sub(sum(lse), mul(sum(mul(x, gp)), 1.0 / temperature)), 1.0 / static_cast<double>(R));
+  }
+  if (autograd::needs_grad({z1, z2, g1, g2})) {
+    autograd::record(
+        "nt_xent_gathered", out, {z1, z2, g1, g2},
+        [x, gz, nx, ng, lse, gp, own_d, own_t_d, pos_t_d, n, m, d, R, temperature, normalize, dt](
+            const Tensor& g, const std::vector<bool>& need) {
+          NoGradGuard ng2;
+          Tensor gc = g.to(x.dtype()).contiguous();
+          const double scale = 1.0 / static_cast<double>(R);
+          Tensor pf = mul(gc, 1.0 / (static_cast<double>(R) * temperature));
+          std::vector<Tensor> grads(4);
+          if (need[0] || need[1]) {
+            Tensor dx = sub(grad_pass_cuda(x, gz, own_d, lse, Tensor(), gc, scale, temperature), mul(gp, pf));
+            dx = normalize_backward_cuda(normalize, x, nx, dx);
+            if (need[0]) grads[0] = grad_rows(dx, 0, n, dt);
+            if (need[1]) grads[1] = grad_rows(dx, n, n, dt);
+          }
+          if (need[2] || need[3]) {
+            Tensor dg = grad_pass_cuda(gz, x, own_t_d, Tensor(), lse, gc, scale, temperature);
+            // dg_pos(r) -= pf x_r: the local rows gathered into column order, a zero row for the others
+            Tensor x0 = cat({x, zeros({1, d}, x.options())}, 0);
+            dg = sub(dg, mul(index_select(x0, 0, pos_t_d), pf));
+            dg = normalize_backward_cuda(normalize, gz, ng, dg);
+            if (need[2]) grads[2] = grad_rows(dg, 0, m, dt);
+            if (need[3]) grads[3] = grad_rows(dg, m, m, dt);
+          }
+          return grads;
+        });
+  }
+  return out;
+}
+
 // SupCon over the rows of `parts` stacked (each (n_k, D)), labels (M) i64; gradients split back per part.
 Tensor multi_positive(const char* op, const std::vector<Tensor>& parts, const Tensor& labels, double temperature,
                       bool normalize) {
+  if (parts[0].is_cuda()) return multi_positive_cuda(op, parts, labels, temperature, normalize);
   const DType dt = parts[0].dtype();
   Tensor x = stack_rows(parts, compute_dtype(parts[0]));  // (M, D)
   Tensor rnorm;
@@ -402,7 +611,7 @@ Tensor multi_positive(const char* op, const std::vector<Tensor>& parts, const Te
 
 Tensor supcon(const Tensor& z, const Tensor& labels, double temperature, bool normalize) {
   const char* op = "supcon";
-  check_matrix(op, "z", z, /*allow_half=*/true);
+  check_matrix(op, "z", z, /*allow_half=*/true, /*allow_cuda=*/true);
   SIAM_CHECK(z.size(0) >= 1 && z.size(1) >= 1, op, ": needs at least one row and one feature, got z ",
              shape_str(z.shape()));
   SIAM_CHECK(labels.defined(), op, ": labels is undefined");
@@ -418,7 +627,8 @@ Tensor nt_xent_multi(const std::vector<Tensor>& views, double temperature, bool 
   const char* op = "nt_xent_multi";
   SIAM_CHECK(views.size() >= 2, op, ": needs at least 2 views, got ", views.size());
   for (size_t v = 0; v < views.size(); ++v) {
-    check_matrix(op, "a view", views[v], /*allow_half=*/true);
+    check_matrix(op, "a view", views[v], /*allow_half=*/true, /*allow_cuda=*/true);
+    ops::require_same_device(op, views[0], views[v]);
     SIAM_CHECK(views[v].shape() == views[0].shape(), op, ": all views must have the same shape, got view 0 ",
                shape_str(views[0].shape()), " and view ", v, " ", shape_str(views[v].shape()));
     ops::require_same_dtype(op, views[0], views[v]);
@@ -434,14 +644,16 @@ Tensor nt_xent_multi(const std::vector<Tensor>& views, double temperature, bool 
 
 Tensor clip_loss(const Tensor& a, const Tensor& b, double temperature, bool normalize) {
   const char* op = "clip_loss";
-  check_matrix(op, "a", a, /*allow_half=*/true);
-  check_matrix(op, "b", b, /*allow_half=*/true);
+  check_matrix(op, "a", a, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "b", b, /*allow_half=*/true, /*allow_cuda=*/true);
   ops::require_same_dtype(op, a, b);
+  ops::require_same_device(op, a, b);
   SIAM_CHECK(a.shape() == b.shape(), op, ": the two modalities must have the same shape, got a ",
              shape_str(a.shape()), " and b ", shape_str(b.shape()));
   SIAM_CHECK(a.size(0) >= 1 && a.size(1) >= 1, op, ": needs at least one pair and one feature, got ",
              shape_str(a.shape()));
   check_temperature(op, temperature);
+  if (a.is_cuda()) return clip_loss_cuda(a, b, temperature, normalize);
   const DType dt = a.dtype(), cdt = compute_dtype(a);
   const int64_t n = a.size(0), d = a.size(1);
   Tensor ra, rb;
@@ -478,10 +690,13 @@ Tensor clip_loss(const Tensor& a, const Tensor& b, double temperature, bool norm
 Tensor nt_xent_gathered(const Tensor& z1, const Tensor& z2, const Tensor& g1, const Tensor& g2, int64_t offset,
                         double temperature, bool normalize) {
   const char* op = "nt_xent_gathered";
-  check_matrix(op, "z1", z1, /*allow_half=*/true);
-  check_matrix(op, "z2", z2, /*allow_half=*/true);
-  check_matrix(op, "g1", g1, /*allow_half=*/true);
-  check_matrix(op, "g2", g2, /*allow_half=*/true);
+  check_matrix(op, "z1", z1, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "z2", z2, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "g1", g1, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "g2", g2, /*allow_half=*/true, /*allow_cuda=*/true);
+  ops::require_same_device(op, z1, z2);
+  ops::require_same_device(op, z1, g1);
+  ops::require_same_device(op, z1, g2);
   ops::require_same_dtype(op, z1, z2);
   ops::require_same_dtype(op, z1, g1);
   ops::require_same_dtype(op, z1, g2);
@@ -496,6 +711,7 @@ Tensor nt_xent_gathered(const Tensor& z1, const Tensor& z2, const Tensor& g1, co
   SIAM_CHECK(offset >= 0 && offset + z1.size(0) <= g1.size(0), op, ": this rank's rows [", offset, ", ",
              offset + z1.size(0), ") must lie within the gathered rows [0, ", g1.size(0), ")");
   check_temperature(op, temperature);
+  if (z1.is_cuda()) return nt_xent_gathered_cuda(z1, z2, g1, g2, offset, temperature, normalize);
   const DType dt = z1.dtype(), cdt = compute_dtype(z1);
   const int64_t n = z1.size(0), m = g1.size(0), d = z1.size(1);
   Tensor rx, rg;

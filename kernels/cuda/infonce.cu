@@ -61,34 +61,42 @@ __device__ __forceinline__ void tile_dot(const T* __restrict__ x, int64_t nx, in
   }
 }
 
-// lse_i = log( [init_i present: e^init_i] + sum_{j < cols, not masked} e^{x_i . y_j / t} ); mask: j == i.
+// Row i's masked column: i itself (mask_diag), mask[i] (a column index, or -1 for none), or none.
+__device__ __forceinline__ int64_t masked_col(int64_t i, int64_t rows, bool mask_diag, const int64_t* mask) {
+  if (i >= rows) return -1;
+  return mask_diag ? i : (mask ? mask[i] : -1);
+}
+
+// lse_i = log( [init_i present: e^init_i] + sum_{j < cols, j != masked column} e^{x_i . y_j / t} ).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     infonce_lse_kernel1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* __restrict__ x,
-                        const T* __restrict__ y, bool mask_diag, const T* __restrict__ init, T* __restrict__ lse) {
+                        const T* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
+                        const T* __restrict__ init, T* __restrict__ lse) {
   __shared__ T xs[kBM * (kBK + 1)], ys[kBN * (kBK + 1)];
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBM;
   OnlineLse<T> st[4];
+  int64_t mc[4];
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const int64_t i = i0 + ty + 16 * r;
     st[r] = online_lse_empty<T>();
     if (init && i < rows) st[r] = {init[i], T(1)};
+    mc[r] = masked_col(i, rows, mask_diag, mask);
   }
   for (int64_t j0 = 0; j0 < cols; j0 += kBN) {
     T acc[4][4];
     tile_dot(x, rows, i0, y, cols, j0, D, xs, ys, acc);
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
-      const int64_t i = i0 + ty + 16 * r;
       T v[4];
       bool ok[4];
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int64_t j = j0 + tx + 16 * c;
         v[c] = acc[r][c] * inv_t;
-        ok[c] = j < cols && !(mask_diag && j == i);
+        ok[c] = j < cols && j != mc[r];
       }
       st[r] = online_lse_add(st[r], v, ok);
     }
@@ -110,13 +118,15 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dx_i = grad[0] * inv_m * inv_t * sum_{j < cols, not masked} (e^{S_ij - a_i} + e^{S_ij - b_j}) y_j, S = x y^T / t.
-// a (rows) / b (cols) may be null (that term absent). Shared memory (dynamic): xs, ys as in tile_dot, ps (kBM,
+// a (rows) / b (cols) may be null (that term absent); an entry +inf drops its term for that row / column.
+// Masked column of row i as in infonce_lse_kernel1. Shared memory (dynamic): xs, ys as in tile_dot, ps (kBM,
 // kBN + 1) the probability tile, yc (kBN, kDC) a slice of Y_J.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     infonce_grad_kernel1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* __restrict__ x,
-                         const T* __restrict__ y, bool mask_diag, const T* __restrict__ a, const T* __restrict__ b,
-                         const T* __restrict__ grad, T inv_m, T* __restrict__ dx) {
+                         const T* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
+                         const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ grad, T inv_m,
+                         T* __restrict__ dx) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* xs = reinterpret_cast<T*>(smem_raw);
   T* ys = xs + kBM * (kBK + 1);
@@ -126,10 +136,12 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBM;
   const T scale = grad[0] * inv_m * inv_t;
   T ai[4];
+  int64_t mc[4];
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const int64_t i = i0 + ty + 16 * r;
     ai[r] = (a && i < rows) ? a[i] : d_inf<T>();  // +inf: exp(S - inf) = 0, the term drops
+    mc[r] = masked_col(i, rows, mask_diag, mask);
   }
   for (int64_t d0 = 0; d0 < D; d0 += kDC) {
     T acc[4][8];
@@ -153,7 +165,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int c = 0; c < 4; ++c) {
           const int64_t j = j0 + tx + 16 * c;
           const T v = s[r][c] * inv_t;
-          const bool ok = i < rows && j < cols && !(mask_diag && i == j);
+          const bool ok = i < rows && j < cols && j != mc[r];
           ps[(ty + 16 * r) * (kBN + 1) + tx + 16 * c] = ok ? lse_exp(v - ai[r]) + lse_exp(v - bj[c]) : T(0);
         }
       }
@@ -272,9 +284,11 @@ void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* qu
                                                                               keys, pos);
   SIAM_CUDA_LAUNCH_CHECK();
   if (a.self)
-    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, lse);
+    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, nullptr,
+                                                                    lse);
   else  // the positive is in the denominator: each row's state starts at (pos_i, 1)
-    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, a.cols, D, inv_t, z, queue, false, pos, lse);
+    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, a.cols, D, inv_t, z, queue, false, nullptr,
+                                                                    pos, lse);
   SIAM_CUDA_LAUNCH_CHECK();
   infonce_loss_kernel1<T><<<1, kThreads, 0, stream()>>>(M, lse, pos, loss);
   SIAM_CUDA_LAUNCH_CHECK();
@@ -289,11 +303,11 @@ void launch_backward(const InfonceArgs& a, const T* grad, const T* z, const T* k
   SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
   if (a.self)  // G + G^T: row softmax and column softmax terms in one row pass
-    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, M, D, inv_t, z, z, true, lse, lse, grad,
-                                                                       inv_m, dz);
+    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, lse,
+                                                                       lse, grad, inv_m, dz);
   else
-    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, a.cols, D, inv_t, z, queue, false, lse,
-                                                                       nullptr, grad, inv_m, dz);
+    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, a.cols, D, inv_t, z, queue, false,
+                                                                       nullptr, lse, nullptr, grad, inv_m, dz);
   SIAM_CUDA_LAUNCH_CHECK();
   infonce_pos_grad_kernel1<T><<<warp_rows_grid(M), kThreads, 0, stream()>>>(M, D, a.pos_offset, a.self, inv_t, z,
                                                                             keys, lse, grad, inv_m, dz);
@@ -315,7 +329,53 @@ void check_args(const char* op, DType dt, const InfonceArgs& a, const void* z, c
   }
 }
 
+template <class T>
+void launch_grad(int64_t rows, int64_t cols, int64_t D, double temperature, const T* x, const T* y,
+                 const int64_t* mask, const T* a, const T* b, const T* grad, double scale, T* dx) {
+  const size_t smem = sizeof(T) * (2 * kBM * (kBK + 1) + kBM * (kBN + 1) + kBN * kDC);
+  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  infonce_grad_kernel1<T><<<row_tiles(rows), kThreads, smem, stream()>>>(
+      rows, cols, D, static_cast<T>(1.0 / temperature), x, y, false, mask, a, b, grad, static_cast<T>(scale), dx);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
+void check_pass(const char* op, DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature) {
+  SIAM_CHECK(dt == DType::f32 || dt == DType::f64, op, " (cuda): expects f32 or f64 rows, got ", dtype_name(dt));
+  SIAM_CHECK(rows >= 1 && cols >= 1 && dim >= 1, op, " (cuda): needs rows, columns and features, got ", rows, " x ",
+             cols, " x ", dim);
+  SIAM_CHECK(temperature > 0, op, " (cuda): temperature must be positive, got ", temperature);
+}
+
 }  // namespace
+
+void infonce_rows_lse(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,
+                      const void* y, const int64_t* mask, void* lse) {
+  check_pass("infonce_rows_lse", dt, rows, cols, dim, temperature);
+  if (dt == DType::f32)
+    infonce_lse_kernel1<float><<<row_tiles(rows), kThreads, 0, stream()>>>(
+        rows, cols, dim, static_cast<float>(1.0 / temperature), static_cast<const float*>(x),
+        static_cast<const float*>(y), false, mask, nullptr, static_cast<float*>(lse));
+  else
+    infonce_lse_kernel1<double><<<row_tiles(rows), kThreads, 0, stream()>>>(
+        rows, cols, dim, 1.0 / temperature, static_cast<const double*>(x), static_cast<const double*>(y), false, mask,
+        nullptr, static_cast<double*>(lse));
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
+void infonce_grad_pass(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,
+                       const void* y, const int64_t* mask, const void* a, const void* b, const void* grad,
+                       double scale, void* dx) {
+  check_pass("infonce_grad_pass", dt, rows, cols, dim, temperature);
+  if (dt == DType::f32)
+    launch_grad<float>(rows, cols, dim, temperature, static_cast<const float*>(x), static_cast<const float*>(y), mask,
+                       static_cast<const float*>(a), static_cast<const float*>(b), static_cast<const float*>(grad),
+                       scale, static_cast<float*>(dx));
+  else
+    launch_grad<double>(rows, cols, dim, temperature, static_cast<const double*>(x), static_cast<const double*>(y),
+                        mask, static_cast<const double*>(a), static_cast<const double*>(b),
+                        static_cast<const double*>(grad), scale, static_cast<double*>(dx));
+}
 
 void infonce_forward(DType dt, const InfonceArgs& a, const void* z, const void* keys, const void* queue, void* pos,
                      void* lse, void* loss) {

@@ -87,9 +87,10 @@ TEST(CudaParity, EveryCudaKernelHasAParityTest) {
                               "adaptive_avg_pool2d"})
     with_parity_tests.insert(op);
   for (const auto& [name, cases] : test::parity_table()) with_parity_tests.insert(name);  // cuda_parity_test.cpp
-  // fused_parity_test.cpp: FusedParity.{NtXent,MocoInfonce,BarlowTwins,NormalizedMse,Vicreg,Sinkhorn}MatchesCpu
-  for (std::string_view op :
-       {"nt_xent", "moco_infonce", "barlow_twins_loss", "normalized_mse", "vicreg_terms", "sinkhorn"})
+  // fused_parity_test.cpp: FusedParity.{NtXent,MocoInfonce,Supcon,Clip,NtXentGathered,BarlowTwins,NormalizedMse,
+  // Vicreg,Sinkhorn}MatchesCpu
+  for (std::string_view op : {"nt_xent", "moco_infonce", "supcon", "nt_xent_multi", "clip_loss", "nt_xent_gathered",
+                              "barlow_twins_loss", "normalized_mse", "vicreg_terms", "sinkhorn"})
     with_parity_tests.insert(op);
   std::vector<std::string_view> missing, cpu_only;
   for (const auto& op : op_registry()) {

@@ -22,6 +22,7 @@
 #include "engine/ops/shape.h"
 #include "engine/ops/siamese.h"
 #include "engine/ops/sinkhorn.h"
+#include "engine/ops/whiten.h"
 #include "engine/optim/ema.h"
 #include "engine/optim/lars.h"
 #include "engine/optim/sgd.h"
@@ -240,14 +241,71 @@ TEST(FusedParity, MocoInfonceMatchesCpu) {
       }
 }
 
-TEST(FusedParity, CpuOnlySiameseOpsRefuseCudaTensorsClearly) {
+// The other InfoNCE forms (kernels/cuda/infonce.h's rows_lse and grad_pass plus engine ops).
+TEST(FusedParity, SupconAndMultiViewNtXentMatchCpu) {
   SIAM_REQUIRE_CUDA();
-  Tensor a = rnd({8, 4}, DType::f32, 7).to(kDev), b = rnd({8, 4}, DType::f32, 8).to(kDev);
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const NceSize& s : kNceSizes)
+      for (bool normalize : {true, false}) {
+        const double t = normalize ? 0.1 : 2.0;
+        // labels with a singleton class (a row without positives) and classes of 2-4 rows
+        std::vector<int64_t> lab(static_cast<size_t>(s.n));
+        for (int64_t i = 0; i < s.n; ++i) lab[static_cast<size_t>(i)] = i == 0 ? 1000 : (i * 7) % 5;
+        const Tensor labels = from_vector_i64(lab, {s.n});
+        const std::string what = std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                                 std::to_string(s.d) + (normalize ? " normalized" : "");
+        expect_parity("supcon " + what, dt, {rnd({s.n, s.d}, dt, 51 + s.n)}, 1,
+                      [=](const std::vector<Tensor>& v) { return supcon(v[0], labels, t, normalize); });
+        const std::vector<Tensor> views = {rnd({s.n, s.d}, dt, 52 + s.n), rnd({s.n, s.d}, dt, 53 + s.d),
+                                           rnd({s.n, s.d}, dt, 54)};
+        expect_parity("nt_xent_multi (3 views) " + what, dt, views, 3,
+                      [=](const std::vector<Tensor>& v) { return nt_xent_multi(v, t, normalize); });
+      }
+}
+
+TEST(FusedParity, ClipMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const NceSize& s : kNceSizes)
+      for (bool normalize : {true, false}) {
+        const double t = normalize ? 0.07 : 2.0;
+        expect_parity("clip_loss " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
+                          std::to_string(s.d) + (normalize ? " normalized" : ""),
+                      dt, {rnd({s.n, s.d}, dt, 61 + s.n), rnd({s.n, s.d}, dt, 62 + s.d)}, 2,
+                      [=](const std::vector<Tensor>& v) { return clip_loss(v[0], v[1], t, normalize); });
+      }
+}
+
+TEST(FusedParity, NtXentGatheredMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+  // n local rows per view at `offset` among m gathered rows (world sizes 1 to ~4, the rank anywhere)
+  struct G {
+    int64_t n, m, offset, d;
+  };
+  const G cases[] = {{1, 1, 0, 1}, {3, 12, 6, 5}, {37, 74, 37, 64}, {50, 200, 100, 130}, {129, 129, 0, 257}};
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const G& c : cases)
+      for (bool normalize : {true, false}) {
+        const double t = normalize ? 0.1 : 2.0;
+        const std::vector<Tensor> in = {rnd({c.n, c.d}, dt, 71 + c.n), rnd({c.n, c.d}, dt, 72 + c.d),
+                                        rnd({c.m, c.d}, dt, 73 + c.m), rnd({c.m, c.d}, dt, 74)};
+        const int64_t off = c.offset;
+        expect_parity("nt_xent_gathered " + std::string(dtype_name(dt)) + " n " + std::to_string(c.n) + " m " +
+                          std::to_string(c.m) + " offset " + std::to_string(off) + (normalize ? " normalized" : ""),
+                      dt, in, 4, [=](const std::vector<Tensor>& v) {
+                        return nt_xent_gathered(v[0], v[1], v[2], v[3], off, t, normalize);
+                      });
+      }
+}
+
+TEST(FusedParity, WhitenStaysOnTheCpuAndRefusesCudaTensorsClearly) {
+  SIAM_REQUIRE_CUDA();
+  Tensor a = rnd({8, 4}, DType::f64, 7).to(kDev);
   try {
-    clip_loss(a, b, 0.1);
+    whiten(a);
     FAIL() << "expected siam::Error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("clip_loss"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("whiten"), std::string::npos) << e.what();
   }
 }
 
