@@ -363,6 +363,18 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
 
 namespace {
 
+// The gradients of the stacked parts (rows sizes[0], sizes[1], ... of d, in dtype dt; undefined where not needed).
+std::vector<Tensor> part_grads(const Tensor& d, const std::vector<int64_t>& sizes, const std::vector<bool>& need,
+                               DType dt) {
+  std::vector<Tensor> grads;
+  int64_t r = 0;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    grads.push_back(need[k] ? grad_rows(d, r, sizes[k], dt) : Tensor());
+    r += sizes[k];
+  }
+  return grads;
+}
+
 // ---- the same forms on CUDA: kernels/cuda/infonce.h's rows_lse and grad_pass (the O(M^2 D) work, never an
 // M x M matrix), the O(M D) positive terms and the loss's sums with engine ops on the device. The upstream
 // gradient stays on the device (no host sync in backward); index metadata is built on the host in forward. ----
@@ -458,14 +470,7 @@ Tensor multi_positive_cuda(const char* op, const std::vector<Tensor>& parts, con
                          dz = grad_pass_cuda(z, z, mask, lw, lw, gc, 1.0 / static_cast<double>(R), temperature);
                          dz = sub(dz, mul(mul(coef_d, gc), sub(zc_rows, z)));
                        }
-                       Tensor dx = normalize_backward_cuda(normalize, z, norm, dz);
-                       std::vector<Tensor> grads;
-                       int64_t r = 0;
-                       for (size_t k = 0; k < sizes.size(); ++k) {
-                         grads.push_back(need[k] ? grad_rows(dx, r, sizes[k], dt) : Tensor());
-                         r += sizes[k];
-                       }
-                       return grads;
+                       return part_grads(normalize_backward_cuda(normalize, z, norm, dz), sizes, need, dt);
                      });
   }
   return out;
@@ -595,13 +600,7 @@ Tensor multi_positive(const char* op, const std::vector<Tensor>& parts, const Te
                                                z.data<scalar_t>(), lab.data<int64_t>(), lse.data<scalar_t>(),
                                                dz.data<scalar_t>()));
                        normalize_backward_inplace(normalize, z, rnorm, dz);
-                       std::vector<Tensor> grads;
-                       int64_t r = 0;
-                       for (size_t k = 0; k < sizes.size(); ++k) {
-                         grads.push_back(need[k] ? grad_rows(dz, r, sizes[k], dt) : Tensor());
-                         r += sizes[k];
-                       }
-                       return grads;
+                       return part_grads(dz, sizes, need, dt);
                      });
   }
   return out;

@@ -50,10 +50,7 @@ __global__ void __launch_bounds__(kThreads)
 // One block: loss[0] = mean of the row losses, combined in a fixed order.
 template <class T>
 __global__ void __launch_bounds__(kThreads) nmse_mean_kernel1(int64_t n, const double* __restrict__ row_loss, T* loss) {
-  const Group g{false};
-  double s = 0;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) s += row_loss[i];
-  s = group_reduce<SumOp<double>>(s, g, shared_buf<double>());
+  const double s = rowwise::block_sum(row_loss, n);
   if (threadIdx.x == 0) loss[0] = static_cast<T>(s / static_cast<double>(n));
 }
 

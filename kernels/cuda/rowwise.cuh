@@ -89,6 +89,13 @@ template <class A> __device__ A* shared_buf() {
   return reinterpret_cast<A*>(raw);
 }
 
+// The sum of v[0..n) over the block (blockDim.x == kThreads), in a fixed order; every thread gets it.
+__device__ __forceinline__ double block_sum(const double* __restrict__ v, int64_t n) {
+  double s = 0;
+  for (int64_t i = threadIdx.x; i < n; i += kThreads) s += v[i];
+  return group_reduce<SumOp<double>>(s, Group{false}, shared_buf<double>());
+}
+
 struct RowLaunch {
   unsigned grid;
   bool warp;

@@ -24,6 +24,16 @@ __device__ __forceinline__ double column_total(double (*red)[kCols + 1], double 
   return rowwise::column_reduce<rowwise::SumOp<double>, kGroups, kCols>(red, v);
 }
 
+// The mean over the n rows of column c (0 for threads past the last column, which must still call it).
+template <class T>
+__device__ __forceinline__ double column_mean(double (*red)[kCols + 1], int64_t n, int64_t d,
+                                              const T* __restrict__ x, int64_t c) {
+  double s = 0;
+  if (c < d)
+    for (int64_t r = threadIdx.y; r < n; r += kGroups) s += static_cast<double>(x[r * d + c]);
+  return column_total(red, s) / static_cast<double>(n);
+}
+
 template <class T>
 __global__ void __launch_bounds__(kCols* kGroups)
     xcorr_standardize_kernel1(int64_t n, int64_t d, const T* __restrict__ x, double eps, T* __restrict__ zh,
@@ -31,10 +41,7 @@ __global__ void __launch_bounds__(kCols* kGroups)
   __shared__ double red[kGroups][kCols + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kCols + threadIdx.x;
   const bool in = c < d;
-  double s = 0;
-  if (in)
-    for (int64_t r = threadIdx.y; r < n; r += kGroups) s += static_cast<double>(x[r * d + c]);
-  const double mean = column_total(red, s) / static_cast<double>(n);
+  const double mean = column_mean(red, n, d, x, c);
   double v = 0;
   if (in)
     for (int64_t r = threadIdx.y; r < n; r += kGroups) {
@@ -87,10 +94,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T>
 __global__ void __launch_bounds__(kThreads) xcorr_sum_kernel1(int64_t d, const double* __restrict__ rows, T* loss) {
-  double s = 0;
-  for (int64_t i = threadIdx.x; i < d; i += kThreads) s += rows[i];
-  const double total = rowwise::group_reduce<rowwise::SumOp<double>>(s, rowwise::Group{false},
-                                                                    rowwise::shared_buf<double>());
+  const double total = rowwise::block_sum(rows, d);
   if (threadIdx.x == 0) loss[0] = static_cast<T>(total);
 }
 
@@ -112,10 +116,7 @@ __global__ void __launch_bounds__(kCols* kGroups)
   __shared__ double red[kGroups][kCols + 1];
   const int64_t c = static_cast<int64_t>(blockIdx.x) * kCols + threadIdx.x;
   const bool in = c < d;
-  double s = 0;
-  if (in)
-    for (int64_t r = threadIdx.y; r < n; r += kGroups) s += static_cast<double>(x[r * d + c]);
-  const T mu = static_cast<T>(column_total(red, s) / static_cast<double>(n));
+  const T mu = static_cast<T>(column_mean(red, n, d, x, c));
   double v = 0;
   if (in)
     for (int64_t r = threadIdx.y; r < n; r += kGroups) {
@@ -150,13 +151,6 @@ __global__ void __launch_bounds__(kThreads)
   rows[i] = total;
 }
 
-// The sum of v[0..n) over the block, in a fixed order (every thread gets it).
-__device__ double block_sum(const double* __restrict__ v, int64_t n) {
-  double s = 0;
-  for (int64_t i = threadIdx.x; i < n; i += kThreads) s += v[i];
-  return rowwise::group_reduce<rowwise::SumOp<double>>(s, rowwise::Group{false}, rowwise::shared_buf<double>());
-}
-
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     vicreg_finish_kernel1(int64_t n, int64_t d, int64_t g, bool gram_form, double eps,
@@ -164,7 +158,7 @@ __global__ void __launch_bounds__(kThreads)
                           const double* __restrict__ gram_rows2, const double* __restrict__ var_d1,
                           const double* __restrict__ var_d2, T* out) {
   const double dd = static_cast<double>(d), nm1 = static_cast<double>(n - 1);
-  const double inv = block_sum(inv_rows, n) / (static_cast<double>(n) * dd);
+  const double inv = rowwise::block_sum(inv_rows, n) / (static_cast<double>(n) * dd);
   double variance = 0, covariance = 0;
   for (int branch = 0; branch < 2; ++branch) {
     const double* var_d = branch == 0 ? var_d1 : var_d2;
@@ -175,7 +169,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     h = rowwise::group_reduce<rowwise::SumOp<double>>(h, rowwise::Group{false}, rowwise::shared_buf<double>());
     q = rowwise::group_reduce<rowwise::SumOp<double>>(q, rowwise::Group{false}, rowwise::shared_buf<double>());
-    const double f = block_sum(branch == 0 ? gram_rows1 : gram_rows2, g);
+    const double f = rowwise::block_sum(branch == 0 ? gram_rows1 : gram_rows2, g);
     variance += h / dd / 2.0;
     covariance += (gram_form ? f / (nm1 * nm1) - q : f) / dd;
   }

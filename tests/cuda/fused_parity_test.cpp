@@ -1,8 +1,9 @@
 // The fused siamese kernels on CUDA against their CPU twins (label cuda): tiled InfoNCE (nt_xent, moco_infonce;
-// kernels/cuda/infonce.h), Barlow Twins and VICReg (kernels/cuda/xcorr.h) forward and backward, Sinkhorn
-// (kernels/cuda/sinkhorn.h), normalized MSE (kernels/cuda/consistency.h), and the multi-tensor
-// EMA, SGD and LARS steps (kernels/cuda/multi_tensor.h), for f32, f64 and bf16 inputs and sizes that are not multiples of the tiles
-// (64-row tiles, 32/128-wide slices of D, 32K-element chunks). Errors are normalized: max |cuda - cpu| /
+// kernels/cuda/infonce.h; SupCon, CLIP and the gathered form on the same kernels), Barlow Twins and VICReg
+// (kernels/cuda/xcorr.h) forward and backward, Sinkhorn (kernels/cuda/sinkhorn.h), normalized MSE
+// (kernels/cuda/consistency.h), and the multi-tensor EMA, SGD and LARS steps (kernels/cuda/multi_tensor.h), for
+// f32, f64 and bf16 inputs and sizes that are not multiples of the tiles (64-row tiles, 32/128-wide slices of D,
+// 32K-element chunks). Errors are normalized: max |cuda - cpu| /
 // max(max |cpu|, 1e-3) per tensor. Bounds: f64 1e-10; f32 2e-5 (sums of up to ~2N terms in another order,
 // exp through the same fastmath); bf16 inputs 1e-2 (both sides compute in f32 from the same bf16 values; only
 // the final bf16 rounding of the gradients may differ by one unit).

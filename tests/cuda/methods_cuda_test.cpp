@@ -17,6 +17,7 @@
 #include "engine/optim/sgd.h"
 #include "methods/method.h"
 #include "models/resnet.h"
+#include "tests/unit/test_util.h"
 
 namespace siam {
 namespace {
@@ -24,13 +25,9 @@ namespace {
 const Device kDev("cuda:0");
 
 methods::MethodOptions small(const std::string& name) {
-  methods::MethodOptions o = methods::defaults_for(name);
-  o.projector.hidden = 24;
+  methods::MethodOptions o = test::tiny_method_options(name);
   o.projector.out = 16;
-  o.predictor.hidden = 10;
   o.predictor.out = 16;
-  o.queue_size = 20;
-  o.prototypes = 7;
   o.whiten_size = 24;  // == the batch: one sub-batch
   o.freeze_prototypes_steps = 1;
   return o;
@@ -38,15 +35,7 @@ methods::MethodOptions small(const std::string& name) {
 
 std::shared_ptr<methods::Method> make(const std::string& name) {
   manual_seed(10);  // the same initial weights for both devices
-  return methods::make_method(small(name), std::make_shared<models::ResNet>(models::ResNetConfig{
-                                               .depth = 18, .width = 4, .stem = models::Stem::cifar,
-                                               .in_channels = 3, .num_classes = 0}));
-}
-
-// Normwise relative difference of two tensors (on the CPU), against at least `floor`.
-double rel(const Tensor& a, const Tensor& b, double floor) {
-  const double num = std::sqrt(sum(square(sub(a, b))).item());
-  return num / std::max(std::sqrt(sum(square(b)).item()), floor);
+  return methods::make_method(small(name), test::tiny_resnet(4));
 }
 
 class MethodCuda : public ::testing::TestWithParam<std::string> {};
@@ -85,7 +74,7 @@ TEST_P(MethodCuda, MatchesTheCpuMethod) {
       for (size_t i = 0; i < tc.size(); ++i) {
         ASSERT_EQ(tc[i].grad().defined(), tg[i].grad().defined()) << GetParam() << " " << pc[i].first;
         if (!tc[i].grad().defined()) continue;
-        EXPECT_LT(rel(tg[i].grad().to(kCPU), tc[i].grad(), 1e-2 * scale + 1e-12), 2e-3)
+        EXPECT_LT(test::rel_error(tg[i].grad().to(kCPU), tc[i].grad(), 1e-2 * scale + 1e-12), 2e-3)
             << GetParam() << ": gradient of " << pc[i].first;
       }
     }

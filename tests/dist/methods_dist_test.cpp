@@ -15,6 +15,7 @@
 #include "engine/optim/sgd.h"
 #include "methods/method.h"
 #include "tests/dist/dist_util.h"
+#include "tests/unit/test_util.h"
 #include "train/config.h"
 #include "train/trainer.h"
 
@@ -22,15 +23,8 @@ namespace siam::test {
 namespace {
 
 methods::MethodOptions small(const std::string& name) {
-  methods::MethodOptions o = methods::defaults_for(name);
-  o.projector.hidden = 24;
-  o.projector.out = 12;
-  o.predictor.hidden = 10;
-  o.predictor.out = 12;
+  methods::MethodOptions o = tiny_method_options(name);  // whitening sub-batches of 16 rows out of the global 32
   o.queue_size = 40;
-  o.prototypes = 7;
-  o.whiten_size = 16;  // sub-batches of 16 rows out of the global 32
-  o.freeze_prototypes_steps = 0;
   o.shuffle_bn_groups = 1;  // MoCo: with global (synchronized) statistics the shuffle does not change the keys
   o.seed = 5;
   return o;
@@ -38,9 +32,7 @@ methods::MethodOptions small(const std::string& name) {
 
 std::shared_ptr<methods::Method> build(const std::string& name, uint64_t seed) {
   manual_seed(seed);
-  auto enc = std::make_shared<models::ResNet>(
-      models::ResNetConfig{.depth = 18, .width = 2, .stem = models::Stem::cifar, .in_channels = 3, .num_classes = 0});
-  auto m = methods::make_method(small(name), enc);
+  auto m = methods::make_method(small(name), tiny_resnet(2));
   m->to(DType::f64);  // f64, so that 1e-5 measures the algebra and not f32 summation order
   return m;
 }

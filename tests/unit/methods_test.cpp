@@ -28,23 +28,10 @@ namespace {
 using methods::Method;
 using methods::MethodOptions;
 
-std::shared_ptr<models::ResNet> tiny_encoder(int64_t width = 2, int64_t in_ch = 3) {
-  return std::make_shared<models::ResNet>(models::ResNetConfig{
-      .depth = 18, .width = width, .stem = models::Stem::cifar, .in_channels = in_ch, .num_classes = 0});
-}
+using test::tiny_resnet;
 
-MethodOptions small(const std::string& name) {
-  MethodOptions o = methods::defaults_for(name);
-  o.projector.hidden = 24;
-  o.projector.out = 12;
-  o.predictor.hidden = 10;
-  o.predictor.out = 12;
-  o.queue_size = 20;
-  o.prototypes = 7;
-  o.whiten_size = 16;  // == the batch: one sub-batch
-  o.freeze_prototypes_steps = 0;
-  return o;
-}
+// whiten_size 16 == the batch of most tests here: one sub-batch
+MethodOptions small(const std::string& name) { return test::tiny_method_options(name); }
 
 std::vector<Tensor> random_views(int64_t b, int64_t n = 2, int64_t hw = 8) {
   std::vector<Tensor> v;
@@ -113,7 +100,7 @@ Tensor nt_xent_ref(const Tensor& z0, const Tensor& z1, double t) {
 
 TEST(Methods, SimCLRMatchesPrimitiveNtXent) {
   manual_seed(1);
-  auto m = methods::make_method(small("simclr"), tiny_encoder());
+  auto m = methods::make_method(small("simclr"), tiny_resnet());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
     auto z = ref_embed(m->module("encoder"), m->module("projector"), v);
@@ -125,7 +112,7 @@ TEST(Methods, MoCoMatchesPrimitiveInfoNceAndUpdatesQueueAndKeys) {
   manual_seed(2);
   MethodOptions o = small("moco");
   o.shuffle_bn_groups = 1;  // one group: the key batch's BN statistics do not depend on the shuffle
-  auto m = methods::make_method(o, tiny_encoder());
+  auto m = methods::make_method(o, tiny_resnet());
   auto* moco = dynamic_cast<methods::MoCo*>(m.get());
   auto v = random_views(8);
   Tensor queue0 = moco->queue().clone();
@@ -161,7 +148,7 @@ TEST(Methods, MoCoMatchesPrimitiveInfoNceAndUpdatesQueueAndKeys) {
 
 TEST(Methods, BYOLMatchesPrimitiveCosineLossAndFollowsTheMomentumSchedule) {
   manual_seed(3);
-  auto m = methods::make_method(small("byol"), tiny_encoder());
+  auto m = methods::make_method(small("byol"), tiny_resnet());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
     // One forward per view (BYOL's reference code): batch norm never mixes the two views.
@@ -183,7 +170,7 @@ TEST(Methods, BYOLMatchesPrimitiveCosineLossAndFollowsTheMomentumSchedule) {
 
 TEST(Methods, SimSiamMatchesPrimitiveNegativeCosineWithStopGradient) {
   manual_seed(4);
-  auto m = methods::make_method(small("simsiam"), tiny_encoder());
+  auto m = methods::make_method(small("simsiam"), tiny_resnet());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
     auto z = ref_embed_per_view(m->module("encoder"), m->module("projector"), v);
@@ -196,7 +183,7 @@ TEST(Methods, SimSiamMatchesPrimitiveNegativeCosineWithStopGradient) {
   methods::MethodOptions o = small("simsiam");
   o.per_view_forward = false;
   manual_seed(4);
-  auto shared = methods::make_method(o, tiny_encoder());
+  auto shared = methods::make_method(o, tiny_resnet());
   expect_same_loss_and_grads(*shared, v, [&] {
     auto z = ref_embed(shared->module("encoder"), shared->module("projector"), v);
     auto p = chunk(shared->module("predictor")(cat(z, 0)), 2, 0);
@@ -214,7 +201,7 @@ Tensor standardize(const Tensor& z, double eps) {
 
 TEST(Methods, BarlowTwinsMatchesPrimitiveCrossCorrelation) {
   manual_seed(5);
-  auto m = methods::make_method(small("barlow_twins"), tiny_encoder());
+  auto m = methods::make_method(small("barlow_twins"), tiny_resnet());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
     auto z = ref_embed(m->module("encoder"), m->module("projector"), v);
@@ -229,7 +216,7 @@ TEST(Methods, BarlowTwinsMatchesPrimitiveCrossCorrelation) {
 
 TEST(Methods, VICRegMatchesPrimitiveTerms) {
   manual_seed(6);
-  auto m = methods::make_method(small("vicreg"), tiny_encoder());
+  auto m = methods::make_method(small("vicreg"), tiny_resnet());
   auto v = random_views(8);
   expect_same_loss_and_grads(*m, v, [&] {
     auto z = ref_embed(m->module("encoder"), m->module("projector"), v);
@@ -249,7 +236,7 @@ TEST(Methods, VICRegMatchesPrimitiveTerms) {
 
 TEST(Methods, WMSEMatchesWhitenedNormalizedMse) {
   manual_seed(7);
-  auto m = methods::make_method(small("wmse"), tiny_encoder());
+  auto m = methods::make_method(small("wmse"), tiny_resnet());
   auto v = random_views(16);
   expect_same_loss_and_grads(*m, v, [&] {
     auto z = ref_embed_per_view(m->module("encoder"), m->module("projector"), v);  // W-MSE's default
@@ -274,7 +261,7 @@ Tensor sinkhorn_ref(const Tensor& s, double eps, int iters) {
 
 TEST(Methods, SwAVMatchesPrimitiveSwappedPredictionWithMultiCrop) {
   manual_seed(8);
-  auto m = methods::make_method(small("swav"), tiny_encoder());
+  auto m = methods::make_method(small("swav"), tiny_resnet());
   auto v = random_views(8, 2, 8);
   auto small_views = random_views(8, 2, 4);
   v.insert(v.end(), small_views.begin(), small_views.end());
@@ -312,7 +299,7 @@ TEST(Methods, SwAVFreezesPrototypesForTheFirstSteps) {
   manual_seed(9);
   MethodOptions o = small("swav");
   o.freeze_prototypes_steps = 2;
-  auto m = methods::make_method(o, tiny_encoder());
+  auto m = methods::make_method(o, tiny_resnet());
   auto v = random_views(8);
   for (int64_t step = 0; step < 3; ++step) {
     m->zero_grad();
@@ -336,7 +323,7 @@ TEST(Methods, UnknownNamesAndBadViewCountsAreClearErrors) {
   std::string e = test::error_of([] { methods::defaults_for("simclear"); });
   EXPECT_NE(e.find("simclear"), std::string::npos);
   EXPECT_NE(e.find("barlow_twins"), std::string::npos);
-  auto m = methods::make_method(small("byol"), tiny_encoder());
+  auto m = methods::make_method(small("byol"), tiny_resnet());
   e = test::error_of([&] { m->loss(random_views(8, 1), {}); });
   EXPECT_NE(e.find("at least 2 views"), std::string::npos) << e;
   e = test::error_of([&] { m->loss(random_views(8, 3), {}); });
@@ -352,7 +339,7 @@ TEST_P(MethodTrains, LossFallsOnAFixedBatch) {
   o.whiten_size = 24;
   o.projector.out = 16;
   o.predictor.out = 16;
-  auto m = methods::make_method(o, tiny_encoder(4));
+  auto m = methods::make_method(o, tiny_resnet(4));
   auto views = random_views(24, 2, 8);
   views[1] = add(views[0], mul(views[1], 0.3));  // two views that share most of their content
   std::vector<Tensor> trainable;

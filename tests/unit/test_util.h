@@ -12,6 +12,8 @@
 
 #include "engine/core/error.h"
 #include "engine/tensor.h"
+#include "methods/options.h"
+#include "models/resnet.h"
 
 namespace siam::test {
 
@@ -46,9 +48,9 @@ inline void expect_close(const Tensor& a, const Tensor& b, double rtol, double a
   EXPECT_LE(diff, rtol * scale + atol) << what << ": max diff " << diff << ", max |ref| " << scale;
 }
 
-// Normwise relative error |ours - ref| / |ref| over all elements (|ref| floored at 1e-30); a shape mismatch fails
-// the calling test.
-inline double rel_error(const Tensor& ours, const Tensor& ref) {
+// Normwise relative error |ours - ref| / |ref| over all elements (|ref| floored at `floor`); a shape mismatch
+// fails the calling test. Tensors on the CPU.
+inline double rel_error(const Tensor& ours, const Tensor& ref, double floor = 1e-30) {
   std::vector<double> a = ours.to_vector<double>(), b = ref.to_vector<double>();
   EXPECT_EQ(a.size(), b.size());
   double num = 0, den = 0;
@@ -56,7 +58,29 @@ inline double rel_error(const Tensor& ours, const Tensor& ref) {
     num += (a[i] - b[i]) * (a[i] - b[i]);
     den += b[i] * b[i];
   }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+  return std::sqrt(num) / std::max(std::sqrt(den), floor);
+}
+
+// A method's published defaults with heads, queue, prototypes and whitening sub-batch small enough for the
+// methods tests (8x8 images, batches of 16-32): projector 24-12, predictor 10-12, a queue of 20, 7 prototypes,
+// whitening sub-batches of 16, prototypes never frozen. Tests adjust single fields from there.
+inline methods::MethodOptions tiny_method_options(const std::string& name) {
+  methods::MethodOptions o = methods::defaults_for(name);
+  o.projector.hidden = 24;
+  o.projector.out = 12;
+  o.predictor.hidden = 10;
+  o.predictor.out = 12;
+  o.queue_size = 20;
+  o.prototypes = 7;
+  o.whiten_size = 16;
+  o.freeze_prototypes_steps = 0;
+  return o;
+}
+
+// A ResNet-18 encoder (CIFAR stem, no classifier) of the given width for the methods tests.
+inline std::shared_ptr<models::ResNet> tiny_resnet(int64_t width = 2, int64_t in_channels = 3) {
+  return std::make_shared<models::ResNet>(models::ResNetConfig{
+      .depth = 18, .width = width, .stem = models::Stem::cifar, .in_channels = in_channels, .num_classes = 0});
 }
 
 }  // namespace siam::test
