@@ -6,7 +6,12 @@
 #include "engine/autograd/node.h"
 #include "engine/ops/dispatch.h"
 #include "engine/ops/norm.h"
+#include "kernels/common/sync_bn_math.h"
 #include "kernels/cpu/norm.h"
+#if defined(SIAM_WITH_CUDA)
+#include "kernels/cuda/stream.h"
+#include "kernels/cuda/sync_batchnorm.h"
+#endif
 
 namespace siam {
 
@@ -70,10 +75,9 @@ void input_grad(int64_t N, int64_t C, int64_t L, const T* x, const T* gy, const 
       const T* xr = x + (n * C + c) * L;
       const T* gr = gy + (n * C + c) * L;
       T* out = gx + (n * C + c) * L;
-      for (int64_t l = 0; l < L; ++l) {
-        const double xh = (static_cast<double>(xr[l]) - mean[c]) * invstd[c];
-        out[l] = static_cast<T>(scale * (static_cast<double>(gr[l]) - mg - xh * mgx));
-      }
+      for (int64_t l = 0; l < L; ++l)
+        out[l] = static_cast<T>(kernels::sync_bn_input_grad(static_cast<double>(gr[l]), static_cast<double>(xr[l]),
+                                                            mean[c], invstd[c], scale, mg, mgx));
     }
   }
 }
@@ -89,10 +93,87 @@ template <class T> const T* ptr_or_null(const Tensor& t) { return t.defined() ? 
 
 void check_param(const char* op, const char* what, const Tensor& p, int64_t C, const Tensor& x) {
   if (!p.defined()) return;
-  ops::require_cpu(op, {p});
+  if (x.is_cuda())
+    ops::require_same_device(op, x, p);
+  else
+    ops::require_cpu(op, {p});
   SIAM_CHECK(p.dim() == 1 && p.size(0) == C, op, ": ", what, " must have shape [", C, "] for input ",
              shape_str(x.shape()), ", got ", shape_str(p.shape()));
 }
+
+#if defined(SIAM_WITH_CUDA)
+// The CUDA path (kernels/cuda/sync_batchnorm.h): the same steps with every buffer on the device; the record and
+// the gradient sums travel through the communicator as f64 CUDA tensors (NCCL under mpirun with GPUs). No host
+// synchronization, except to check the global count when this rank has at most one value per channel.
+Tensor sync_batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                            const Tensor& weight, const Tensor& bias, double momentum, double eps,
+                            dist::Communicator& comm, int64_t N, int64_t C, int64_t L) {
+  const char* op = "sync_batch_norm";
+  namespace kc = kernels::cuda;
+  const DType dt = x.dtype();
+  const Device dev = x.device();
+  cuda::DeviceGuard g(dev.index);
+  const TensorOptions f64(DType::f64, dev);
+  Tensor xc = x.detach().contiguous();
+  Tensor wc = as_param(weight, dt), bc = as_param(bias, dt);
+  Tensor rm = as_param(running_mean, dt), rv = as_param(running_var, dt);  // copies unless contiguous dt
+
+  Tensor mine = empty({1, 2 * C + 1}, f64);
+  kc::sync_bn_moments(dt, N, C, L, xc.raw_data(), mine.data<double>());
+  Tensor all = comm.all_gather(mine);  // (W, 2C + 1) on the device
+  SIAM_CHECK(all.is_cuda() && all.device() == dev && all.dim() == 2 && all.size(1) == 2 * C + 1, op,
+             ": the communicator '", comm.name(), "' returned ", shape_str(all.shape()), " on ", all.device().str(),
+             " for a record of ", 2 * C + 1, " doubles on ", dev.str());
+  all = all.contiguous();
+  const int W = static_cast<int>(all.size(0));
+  Tensor mean = empty({C}, f64), invstd = empty({C}, f64), count = empty({1}, f64);
+  kc::sync_bn_merge(dt, W, C, all.data<double>(), eps, momentum,
+                                   rm.defined() ? rm.raw_data() : nullptr, rv.defined() ? rv.raw_data() : nullptr,
+                                   mean.data<double>(), invstd.data<double>(), count.data<double>());
+  if (N * L <= 1) {  // only then can the global count be 1 or less: read it (one host synchronization)
+    const double n = count.to(kCPU).item();
+    SIAM_CHECK(n > 1, op, ": training needs more than one value per channel over all ranks, got input ",
+               shape_str(x.shape()), " on rank ", comm.rank(), " and ", n, " values in all");
+  }
+  {  // running statistics that were not contiguous dt tensors were updated in a copy: write it back
+    NoGradGuard ng;
+    if (rm.defined() && rm.storage() != running_mean.storage()) Tensor(running_mean).copy_(rm);
+    if (rv.defined() && rv.storage() != running_var.storage()) Tensor(running_var).copy_(rv);
+  }
+  Tensor y = empty(x.shape(), x.options());
+  kc::sync_bn_apply(dt, N, C, L, xc.raw_data(), mean.data<double>(), invstd.data<double>(),
+                                   wc.defined() ? wc.raw_data() : nullptr, bc.defined() ? bc.raw_data() : nullptr,
+                                   y.raw_data());
+
+  if (autograd::needs_grad({x, weight, bias})) {
+    dist::Communicator* cm = &comm;
+    const Shape xs = x.shape();
+    autograd::record(op, y, {x, weight, bias}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+      cuda::DeviceGuard dg(dev.index);
+      Tensor gyc = gy.to(dt).contiguous();
+      SIAM_CHECK(gyc.device() == dev, op, ": the gradient is on ", gyc.device().str(), ", the input on ", dev.str());
+      Tensor sums = empty({2 * C}, f64);
+      Tensor gx, gw, gb;
+      if (needs[1]) gw = empty({C}, gyc.options());
+      if (needs[2]) gb = empty({C}, gyc.options());
+      kc::sync_bn_grad_sums(dt, N, C, L, xc.raw_data(), gyc.raw_data(), mean.data<double>(),
+                                           invstd.data<double>(), sums.data<double>(),
+                                           gw.defined() ? gw.raw_data() : nullptr,
+                                           gb.defined() ? gb.raw_data() : nullptr);
+      if (needs[0]) {
+        cm->all_reduce(sums, dist::ReduceOp::sum);
+        gx = empty(xs, gyc.options());
+        kc::sync_bn_input_grad(dt, N, C, L, xc.raw_data(), gyc.raw_data(), mean.data<double>(),
+                                              invstd.data<double>(), wc.defined() ? wc.raw_data() : nullptr,
+                                              sums.data<double>(), count.data<double>(), gx.raw_data());
+      }
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+#endif
 
 }  // namespace
 
@@ -100,7 +181,7 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
                        const Tensor& bias, double momentum, double eps, dist::Communicator& comm) {
   const char* op = "sync_batch_norm";
   SIAM_CHECK(x.defined(), op, ": input is undefined");
-  ops::require_cpu(op, {x, running_mean, running_var, weight, bias});
+  if (!x.is_cuda()) ops::require_cpu(op, {x, running_mean, running_var, weight, bias});
   ops::require_floating(op, x);
   SIAM_CHECK(x.dim() >= 2 && x.dim() <= 4, op, ": input must be (N, C), (N, C, L) or (N, C, H, W), got ",
              shape_str(x.shape()));
@@ -114,6 +195,10 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
   if (weight.defined()) ops::require_same_dtype(op, x, weight);
   if (bias.defined()) ops::require_same_dtype(op, x, bias);
 
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return sync_batch_norm_cuda(x, running_mean, running_var, weight, bias, momentum, eps, comm, N, C, L);
+#endif
+
   const DType dt = x.dtype();
   Tensor xc = x.detach().contiguous();
   Tensor wc = as_param(weight, dt), bc = as_param(bias, dt);
@@ -124,25 +209,14 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
   Tensor all = comm.all_gather(mine);  // (W, 2C + 1)
   const int W = static_cast<int>(all.size(0));
   const double* a = all.data<double>();
-  double count = 0;
-  for (int r = 0; r < W; ++r) count += a[r * (2 * C + 1)];
+  const double count = kernels::sync_bn_count(a, W, C);
   SIAM_CHECK(count > 1, op, ": training needs more than one value per channel over all ranks, got input ",
              shape_str(x.shape()), " on rank ", comm.rank(), " and ", count, " values in all");
   auto mean = std::make_shared<std::vector<double>>(C, 0.0);
   auto invstd = std::make_shared<std::vector<double>>(C, 0.0);
   std::vector<double> var(C, 0.0);
   for (int64_t c = 0; c < C; ++c) {
-    double m = 0;
-    for (int r = 0; r < W; ++r) m += a[r * (2 * C + 1)] * a[r * (2 * C + 1) + 1 + c];
-    m /= count;
-    double m2 = 0;
-    for (int r = 0; r < W; ++r) {
-      const double* s = a + r * (2 * C + 1);
-      const double d = s[1 + c] - m;
-      m2 += s[1 + C + c] + s[0] * d * d;
-    }
-    (*mean)[c] = m;
-    var[c] = m2 / count;
+    kernels::sync_bn_merge(a, W, C, c, count, (*mean)[c], var[c]);
     (*invstd)[c] = 1.0 / std::sqrt(var[c] + eps);
   }
 

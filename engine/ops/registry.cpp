@@ -59,7 +59,7 @@ const std::vector<OpInfo>& op_registry() {
       {"conv2d", "conv", true, true},
       {"batch_norm", "norm", true, true},
       {"layer_norm", "norm", true, false},
-      {"sync_batch_norm", "norm", true, false},
+      {"sync_batch_norm", "norm", true, true},
       {"all_gather_rows", "dist", true, false},
       {"all_reduce_sum", "dist", true, false},
       {"max_pool2d", "pool", true, true},
