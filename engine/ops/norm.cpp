@@ -12,6 +12,8 @@
 #include "kernels/cpu/norm.h"
 #if defined(SIAM_WITH_CUDA)
 #include "kernels/cuda/cudnn_norm_pool.h"
+#include "kernels/cuda/layer_norm.h"
+#include "kernels/cuda/stream.h"
 #endif
 
 namespace siam {
@@ -98,6 +100,40 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const Tensor
       else
         kc::batch_norm_eval_backward(N, C, L, t, dev, xc.raw_data(), gyc.raw_data(), ptr_or_null(wc), rm.raw_data(),
                                      rv.raw_data(), eps, mut_ptr_or_null(gx), mut_ptr_or_null(gw), mut_ptr_or_null(gb));
+      return std::vector<Tensor>{gx, gw, gb};
+    });
+  }
+  return y;
+}
+
+// layer_norm on CUDA (kernels/cuda/layer_norm.h): the CPU path's saved state (mean, invstd per row, in dt).
+Tensor layer_norm_cuda(const Tensor& x, const Shape& ns, const Tensor& weight, const Tensor& bias, double eps,
+                       int64_t R, int64_t D) {
+  namespace kc = kernels::cuda;
+  const char* op = "layer_norm";
+  const DType dt = x.dtype();
+  SIAM_CHECK(dt == DType::f32 || dt == DType::f64, op, ": CUDA input must be f32 or f64, got ", dtype_name(dt), " ",
+             shape_str(x.shape()));
+  const Device dev = x.device();
+  cuda::DeviceGuard g(dev.index);
+  Tensor xc = contiguous_as(x, dt), wc = contiguous_as(weight, dt), bc = contiguous_as(bias, dt);
+  Tensor y = empty(x.shape(), x.options());
+  Tensor mean = empty({R}, x.options()), invstd = empty({R}, x.options());
+  if (R > 0 && D > 0)
+    kc::layer_norm_forward(dt, R, D, xc.raw_data(), ptr_or_null(wc), ptr_or_null(bc), eps, y.raw_data(),
+                           mean.raw_data(), invstd.raw_data());
+  if (autograd::needs_grad({x, weight, bias})) {
+    const Shape xs = x.shape();
+    autograd::record(op, y, {x, weight, bias}, [=](const Tensor& gy, const std::vector<bool>& needs) {
+      cuda::DeviceGuard dg(dev.index);
+      Tensor gyc = contiguous_as(gy, dt);
+      Tensor gx, gw, gb;
+      if (needs[0]) gx = empty(xs, gyc.options());
+      if (needs[1]) gw = zeros(ns, gyc.options());
+      if (needs[2]) gb = zeros(ns, gyc.options());
+      if (R > 0 && D > 0)
+        kc::layer_norm_backward(dt, R, D, xc.raw_data(), gyc.raw_data(), mean.raw_data(), invstd.raw_data(),
+                                ptr_or_null(wc), mut_ptr_or_null(gx), mut_ptr_or_null(gw), mut_ptr_or_null(gb));
       return std::vector<Tensor>{gx, gw, gb};
     });
   }
@@ -194,8 +230,8 @@ Tensor layer_norm(const Tensor& x, const std::vector<int64_t>& normalized_shape,
                   const Tensor& bias, double eps) {
   const char* op = "layer_norm";
   SIAM_CHECK(x.defined(), op, ": input is undefined");
-  ops::require_cpu(op, {x, weight, bias});
-  ops::require_floating(op, x);
+  if (!x.is_cuda()) ops::require_cpu(op, {x, weight, bias});
+  if (!x.is_cuda() || !ops::kCudaBuild) ops::require_floating(op, x);
   const Shape ns(normalized_shape.begin(), normalized_shape.end());
   const int64_t k = static_cast<int64_t>(ns.size());
   bool ok = k >= 1 && k <= x.dim();
@@ -208,6 +244,9 @@ Tensor layer_norm(const Tensor& x, const std::vector<int64_t>& normalized_shape,
   if (bias.defined()) ops::require_same_dtype(op, x, bias);
   SIAM_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
   const int64_t D = shape_numel(ns), R = D == 0 ? 0 : x.numel() / D;
+#if defined(SIAM_WITH_CUDA)
+  if (x.is_cuda()) return layer_norm_cuda(x, ns, weight, bias, eps, R, D);
+#endif
   const DType dt = x.dtype();
   Tensor xc = x.detach().contiguous();
   Tensor wc = as_param(weight, dt), bc = as_param(bias, dt);

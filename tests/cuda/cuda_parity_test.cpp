@@ -17,6 +17,7 @@
 #include "engine/core/random.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
+#include "engine/ops/norm.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/registry.h"
 #include "engine/ops/shape.h"
@@ -58,6 +59,18 @@ std::map<std::string, ParityCases> make_table() {
   std::map<std::string, ParityCases> t;
   using B = Tensor (*)(const Tensor&, const Tensor&);
   t["add"] = [=] { return std::vector<ParityCase>(binary_cases(static_cast<B>(&add))); };
+  // layer norm (kernels/cuda/layer_norm.h): a warp per row up to 1024 features, the block beyond; over 1 or 2
+  // trailing dims; with and without the affine parameters
+  t["layer_norm"] = [=] {
+    Fn last = [](const In& v) { return layer_norm(v[0], {v[0].size(-1)}, v[1], v[2], 1e-5); };
+    Fn two = [](const In& v) { return layer_norm(v[0], {v[0].size(-2), v[0].size(-1)}, Tensor(), Tensor(), 1e-3); };
+    return std::vector<ParityCase>{
+        {"[6,40] affine", {r({6, 40}, -2.0, 3.0), r({40}, 0.5, 1.5), r({40})}, last},
+        {"[3,5,1500] affine (block per row)", {r({3, 5, 1500}, -2.0, 3.0), r({1500}, 0.5, 1.5), r({1500})}, last},
+        {"[300,33] affine (many rows)", {r({300, 33}), r({33}, 0.5, 1.5), r({33})}, last},
+        {"[4,3,7] over 2 dims, no affine", {r({4, 3, 7}, -2.0, 3.0)}, two},
+    };
+  };
   t["sub"] = [=] { return std::vector<ParityCase>(binary_cases(static_cast<B>(&sub))); };
   t["mul"] = [=] { return std::vector<ParityCase>(binary_cases(static_cast<B>(&mul))); };
   t["div"] = [=] { return std::vector<ParityCase>(binary_cases(static_cast<B>(&div), 0.5, 2.0)); };

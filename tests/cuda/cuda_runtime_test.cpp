@@ -87,7 +87,9 @@ TEST(CudaParity, EveryCudaKernelHasAParityTest) {
                               "adaptive_avg_pool2d"})
     with_parity_tests.insert(op);
   for (const auto& [name, cases] : test::parity_table()) with_parity_tests.insert(name);  // cuda_parity_test.cpp
-  with_parity_tests.insert("sync_batch_norm");  // sync_bn_cuda_test.cpp: CudaSyncBatchNorm.*
+  // dist_ops_cuda_test.cpp: CudaSyncBatchNorm.*, CudaCollectives.*, CudaFactories.*
+  for (std::string_view op : {"sync_batch_norm", "all_gather_rows", "all_reduce_sum", "eye", "arange"})
+    with_parity_tests.insert(op);
   // fused_parity_test.cpp: FusedParity.{NtXent,MocoInfonce,Supcon,Clip,NtXentGathered,BarlowTwins,NormalizedMse,
   // Vicreg,Sinkhorn}MatchesCpu
   for (std::string_view op : {"nt_xent", "moco_infonce", "supcon", "nt_xent_multi", "clip_loss", "nt_xent_gathered",

@@ -1,8 +1,9 @@
-// SyncBatchNorm over two thread ranks (tests/unit/thread_pair.h) against batch_norm on the whole batch on the
-// CPU: outputs, input gradients, the rank-summed weight and bias gradients, and the running statistics of both
+// Checks of the cross-rank ops over two thread ranks (tests/unit/thread_pair.h), for any device.
+//
+// check_sync_bn_pair: SyncBatchNorm against batch_norm on the whole batch on the CPU: outputs, input gradients, the rank-summed weight and bias gradients, and the running statistics of both
 // ranks. Rank 0 gets rows0 of the rows, rank 1 the rest (unequal on purpose); loss = sum(y * R), so each rank's
 // input gradient is that of the global loss (engine/dist/dist.h's convention). Used on the CPU by
-// tests/unit/sync_bn_pair_test.cpp and on CUDA by tests/cuda/sync_bn_cuda_test.cpp.
+// tests/unit/thread_pair_test.cpp and on CUDA by tests/cuda/dist_ops_cuda_test.cpp.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -56,6 +57,32 @@ inline void check_sync_bn_pair(Device dev, DType dt, const Shape& full, int64_t 
   for (int r = 0; r < 2; ++r) {
     EXPECT_LE(rel_error(out[r].rm, rm_ref), tol) << "running_mean of rank " << r << ", " << what;
     EXPECT_LE(rel_error(out[r].rv, rv_ref), tol) << "running_var of rank " << r << ", " << what;
+  }
+}
+
+inline void check_collectives_pair(Device dev, DType dt, double tol) {
+  const std::string what = std::string(dtype_name(dt)) + " on " + dev.str();
+  const int64_t n = 5, d = 7;
+  manual_seed(9);
+  const std::array<Tensor, 2> X = {uniform({n, d}, -1.0, 1.0).to(dt), uniform({n, d}, -1.0, 1.0).to(dt)};
+  Tensor Ry = uniform({2 * n, d}, -1.0, 1.0).to(dt), Rs = uniform({n, d}, -1.0, 1.0).to(dt);
+  struct Out {
+    Tensor gathered, summed, grad;
+  };
+  std::array<Out, 2> out;
+  run_pair([&](dist::Communicator& comm, int rank) {
+    Tensor x = X[rank].to(dev).clone().set_requires_grad();
+    Tensor g = dist::all_gather_rows(x, comm);
+    Tensor s = dist::all_reduce_sum(x * x, comm);
+    (sum(g * Ry.to(dev)) + sum(s * Rs.to(dev))).backward();
+    out[rank] = {g.detach().to(kCPU), s.detach().to(kCPU), x.grad().to(kCPU)};
+  });
+  const Tensor gathered = cat({X[0], X[1]}, 0), summed = X[0] * X[0] + X[1] * X[1];
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_LE(rel_error(out[r].gathered, gathered), tol) << "all_gather_rows on rank " << r << ", " << what;
+    EXPECT_LE(rel_error(out[r].summed, summed), tol) << "all_reduce_sum on rank " << r << ", " << what;
+    Tensor want = Ry.narrow(0, r * n, n) * 2.0 + X[r] * Rs * 4.0;
+    EXPECT_LE(rel_error(out[r].grad, want), tol) << "input gradient on rank " << r << ", " << what;
   }
 }
 

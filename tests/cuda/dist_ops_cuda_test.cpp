@@ -1,7 +1,9 @@
-// SyncBatchNorm on CUDA (kernels/cuda/sync_batchnorm.h) against the CPU (label cuda): one rank through
-// dist::world() against batch_norm, and two ranks as two threads on one GPU (tests/unit/thread_pair.h: NCCL
-// cannot put two ranks on one device) against batch_norm on the whole batch on the CPU. The harness itself runs
-// on the CPU in every build (SyncBatchNormPair.*, tests/unit/sync_bn_pair_test.cpp).
+// The distributed ops and the factories on CUDA against the CPU (label cuda): SyncBatchNorm
+// (kernels/cuda/sync_batchnorm.h) with one rank through dist::world() against batch_norm, and with two ranks as two
+// threads on one GPU (tests/unit/thread_pair.h: NCCL cannot put two ranks on one device) against batch_norm on
+// the whole batch on the CPU; the autograd collectives (all_gather_rows, all_reduce_sum) on two thread ranks;
+// eye and arange made on the device. The harness itself runs on the CPU in every build (SyncBatchNormPair.*,
+// ThreadPair.*, tests/unit/thread_pair_test.cpp).
 #include <gtest/gtest.h>
 
 #include "engine/core/random.h"
@@ -10,7 +12,7 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/norm.h"
 #include "engine/ops/reduce.h"
-#include "tests/unit/sync_bn_pair.h"
+#include "tests/unit/pair_checks.h"
 
 namespace siam::test {
 namespace {
@@ -67,6 +69,24 @@ TEST(CudaSyncBatchNorm, OneValuePerChannelInAllIsAClearError) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("more than one value per channel"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CudaCollectives, AutogradCollectivesOverTwoThreadRanksOnOneGpu) {
+  SIAM_REQUIRE_CUDA();
+  check_collectives_pair(kDev, DType::f64, 1e-12);
+  check_collectives_pair(kDev, DType::f32, 1e-6);
+}
+
+TEST(CudaFactories, EyeAndArangeMatchTheCpu) {
+  SIAM_REQUIRE_CUDA();
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor e = eye(5, 7, TensorOptions(dt, kDev));
+    ASSERT_TRUE(e.is_cuda());
+    EXPECT_EQ(e.to(kCPU).to_vector<double>(), eye(5, 7, TensorOptions(dt)).to_vector<double>());
+    Tensor a = arange(-1.5, 2.0, 0.25, TensorOptions(dt, kDev));
+    ASSERT_TRUE(a.is_cuda());
+    EXPECT_EQ(a.to(kCPU).to_vector<double>(), arange(-1.5, 2.0, 0.25, TensorOptions(dt)).to_vector<double>());
   }
 }
 

@@ -1,9 +1,9 @@
-// SyncBatchNorm with two ranks as two threads (tests/unit/thread_pair.h) on the CPU: the in-process harness that
-// tests/cuda/sync_bn_cuda_test.cpp runs on a GPU, checked here on every machine. The MPI form of the same
+// SyncBatchNorm and the autograd collectives with two ranks as two threads (tests/unit/thread_pair.h) on the CPU:
+// the in-process harness that tests/cuda/dist_ops_cuda_test.cpp runs on a GPU, checked here on every machine. The MPI form of the same
 // comparison is tests/dist/sync_batchnorm_test.cpp.
 #include <gtest/gtest.h>
 
-#include "tests/unit/sync_bn_pair.h"
+#include "tests/unit/pair_checks.h"
 
 namespace siam::test {
 namespace {
@@ -14,7 +14,12 @@ TEST(SyncBatchNormPair, TwoThreadRanksMatchBatchNormOnTheWholeBatch) {
   check_sync_bn_pair(kCPU, DType::f32, {6, 4, 10}, 3, 2e-5, 3);
 }
 
-TEST(SyncBatchNormPair, APartnerThatNeverArrivesTimesOut) {
+TEST(ThreadPair, AutogradCollectivesGiveTheGatheredRowsTheSumsAndTheirGradients) {
+  check_collectives_pair(kCPU, DType::f64, 1e-12);
+  check_collectives_pair(kCPU, DType::f32, 1e-6);
+}
+
+TEST(ThreadPair, APartnerThatNeverArrivesTimesOut) {
   auto hub = std::make_shared<PairHub>(0.2);
   PairCommunicator comm(hub, 0);
   Tensor t = ones({3});
