@@ -47,8 +47,8 @@ __global__ void __launch_bounds__(kThreads)
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     layer_norm_backward_rows_kernel1(int64_t R, int64_t D, const T* __restrict__ x, const T* __restrict__ gy,
-                                     const T* __restrict__ mean, const T* __restrict__ invstd,
-                                     const T* __restrict__ w, T* __restrict__ gx, bool warp) {
+                                     const T* __restrict__ mean, const T* __restrict__ invstd, const T* __restrict__ w,
+                                     T* __restrict__ gx, bool warp) {
   const Group g{warp};
   double* smem = shared_buf<double>();
   for (int64_t i = g.first(); i < R; i += g.stride()) {
@@ -110,19 +110,19 @@ void forward(int64_t R, int64_t D, const void* x, const void* w, const void* b, 
 }
 
 template <class T>
-void backward(int64_t R, int64_t D, const void* x, const void* gy, const void* mean, const void* invstd,
-              const void* w, void* gx, void* gw, void* gb) {
+void backward(int64_t R, int64_t D, const void* x, const void* gy, const void* mean, const void* invstd, const void* w,
+              void* gx, void* gw, void* gb) {
   if (gx) {
     const rowwise::RowLaunch L = rowwise::row_launch(R, D);
-    layer_norm_backward_rows_kernel1<T><<<L.grid, kThreads, 0, stream()>>>(
-        R, D, cp<T>(x), cp<T>(gy), cp<T>(mean), cp<T>(invstd), cp<T>(w), mp<T>(gx), L.warp);
+    layer_norm_backward_rows_kernel1<T><<<L.grid, kThreads, 0, stream()>>>(R, D, cp<T>(x), cp<T>(gy), cp<T>(mean),
+                                                                           cp<T>(invstd), cp<T>(w), mp<T>(gx), L.warp);
     SIAM_CUDA_LAUNCH_CHECK();
   }
   if (gw || gb) {
     const dim3 block(kCols, kGroups);
     const auto grid = static_cast<unsigned>((D + kCols - 1) / kCols);
-    layer_norm_param_grads_kernel1<T><<<grid, block, 0, stream()>>>(R, D, cp<T>(x), cp<T>(gy), cp<T>(mean),
-                                                                    cp<T>(invstd), mp<T>(gw), mp<T>(gb));
+    layer_norm_param_grads_kernel1<T>
+        <<<grid, block, 0, stream()>>>(R, D, cp<T>(x), cp<T>(gy), cp<T>(mean), cp<T>(invstd), mp<T>(gw), mp<T>(gb));
     SIAM_CUDA_LAUNCH_CHECK();
   }
 }

@@ -47,10 +47,9 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <class T>
-__global__ void sync_bn_merge_kernel1(int world, int64_t C, const double* __restrict__ all, double eps,
-                                      double momentum, T* __restrict__ rm, T* __restrict__ rv,
-                                      double* __restrict__ mean, double* __restrict__ invstd,
-                                      double* __restrict__ count) {
+__global__ void sync_bn_merge_kernel1(int world, int64_t C, const double* __restrict__ all, double eps, double momentum,
+                                      T* __restrict__ rm, T* __restrict__ rv, double* __restrict__ mean,
+                                      double* __restrict__ invstd, double* __restrict__ count) {
   const int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= C) return;
   const double n = kernels::sync_bn_count(all, world, C);
@@ -114,14 +113,14 @@ __global__ void sync_bn_input_grad_kernel1(int64_t total, int64_t C, int64_t L, 
     const int64_t c = (i / L) % C;
     const double scale = (w ? static_cast<double>(w[c]) : 1.0) * invstd[c];
     gx[i] = static_cast<T>(kernels::sync_bn_input_grad(static_cast<double>(gy[i]), static_cast<double>(x[i]), mean[c],
-                                              invstd[c], scale, sums[c] / n, sums[C + c] / n));
+                                                       invstd[c], scale, sums[c] / n, sums[C + c] / n));
   }
 }
 
 void check_args(const char* op, DType dt, int64_t N, int64_t C, int64_t L) {
   SIAM_CHECK(dt == DType::f32 || dt == DType::f64, op, " (cuda): expects f32 or f64, got ", dtype_name(dt));
-  SIAM_CHECK(N >= 0 && C >= 1 && C <= 2147483647 && L >= 1, op, " (cuda): bad shape (N, C, L) = (", N, ", ", C,
-             ", ", L, ")");
+  SIAM_CHECK(N >= 0 && C >= 1 && C <= 2147483647 && L >= 1, op, " (cuda): bad shape (N, C, L) = (", N, ", ", C, ", ", L,
+             ")");
 }
 
 unsigned elementwise_blocks(int64_t total) {
@@ -140,34 +139,32 @@ void sync_bn_moments(DType dt, int64_t N, int64_t C, int64_t L, const void* x, d
   SIAM_CUDA_LAUNCH_CHECK();
 }
 
-void sync_bn_merge(DType dt, int world, int64_t C, const double* all, double eps, double momentum,
-                   void* running_mean, void* running_var, double* mean, double* invstd, double* count) {
+void sync_bn_merge(DType dt, int world, int64_t C, const double* all, double eps, double momentum, void* running_mean,
+                   void* running_var, double* mean, double* invstd, double* count) {
   check_args("sync_bn_merge", dt, 1, C, 1);
   SIAM_CHECK(world >= 1, "sync_bn_merge (cuda): world size must be >= 1, got ", world);
   const auto grid = static_cast<unsigned>((C + kThreads - 1) / kThreads);
   if (dt == DType::f32)
-    sync_bn_merge_kernel1<float><<<grid, kThreads, 0, stream()>>>(world, C, all, eps, momentum,
-                                                                  static_cast<float*>(running_mean),
-                                                                  static_cast<float*>(running_var), mean, invstd,
-                                                                  count);
+    sync_bn_merge_kernel1<float>
+        <<<grid, kThreads, 0, stream()>>>(world, C, all, eps, momentum, static_cast<float*>(running_mean),
+                                          static_cast<float*>(running_var), mean, invstd, count);
   else
-    sync_bn_merge_kernel1<double><<<grid, kThreads, 0, stream()>>>(world, C, all, eps, momentum,
-                                                                   static_cast<double*>(running_mean),
-                                                                   static_cast<double*>(running_var), mean, invstd,
-                                                                   count);
+    sync_bn_merge_kernel1<double>
+        <<<grid, kThreads, 0, stream()>>>(world, C, all, eps, momentum, static_cast<double*>(running_mean),
+                                          static_cast<double*>(running_var), mean, invstd, count);
   SIAM_CUDA_LAUNCH_CHECK();
 }
 
-void sync_bn_apply(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const double* mean,
-                   const double* invstd, const void* w, const void* b, void* y) {
+void sync_bn_apply(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const double* mean, const double* invstd,
+                   const void* w, const void* b, void* y) {
   check_args("sync_bn_apply", dt, N, C, L);
   const int64_t total = N * C * L;
   if (total == 0) return;
   const unsigned grid = elementwise_blocks(total);
   if (dt == DType::f32)
-    sync_bn_apply_kernel1<float><<<grid, kThreads, 0, stream()>>>(
-        total, C, L, static_cast<const float*>(x), mean, invstd, static_cast<const float*>(w),
-        static_cast<const float*>(b), static_cast<float*>(y));
+    sync_bn_apply_kernel1<float><<<grid, kThreads, 0, stream()>>>(total, C, L, static_cast<const float*>(x), mean,
+                                                                  invstd, static_cast<const float*>(w),
+                                                                  static_cast<const float*>(b), static_cast<float*>(y));
   else
     sync_bn_apply_kernel1<double><<<grid, kThreads, 0, stream()>>>(
         total, C, L, static_cast<const double*>(x), mean, invstd, static_cast<const double*>(w),
@@ -180,19 +177,18 @@ void sync_bn_grad_sums(DType dt, int64_t N, int64_t C, int64_t L, const void* x,
   check_args("sync_bn_grad_sums", dt, N, C, L);
   const auto grid = static_cast<unsigned>(C);
   if (dt == DType::f32)
-    sync_bn_grad_sums_kernel1<float><<<grid, kThreads, 0, stream()>>>(
-        N, C, L, static_cast<const float*>(x), static_cast<const float*>(gy), mean, invstd, sums,
-        static_cast<float*>(gw), static_cast<float*>(gb));
+    sync_bn_grad_sums_kernel1<float><<<grid, kThreads, 0, stream()>>>(N, C, L, static_cast<const float*>(x),
+                                                                      static_cast<const float*>(gy), mean, invstd, sums,
+                                                                      static_cast<float*>(gw), static_cast<float*>(gb));
   else
-    sync_bn_grad_sums_kernel1<double><<<grid, kThreads, 0, stream()>>>(
-        N, C, L, static_cast<const double*>(x), static_cast<const double*>(gy), mean, invstd, sums,
-        static_cast<double*>(gw), static_cast<double*>(gb));
+    sync_bn_grad_sums_kernel1<double>
+        <<<grid, kThreads, 0, stream()>>>(N, C, L, static_cast<const double*>(x), static_cast<const double*>(gy), mean,
+                                          invstd, sums, static_cast<double*>(gw), static_cast<double*>(gb));
   SIAM_CUDA_LAUNCH_CHECK();
 }
 
-void sync_bn_input_grad(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const void* gy,
-                        const double* mean, const double* invstd, const void* w, const double* sums,
-                        const double* count, void* gx) {
+void sync_bn_input_grad(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const void* gy, const double* mean,
+                        const double* invstd, const void* w, const double* sums, const double* count, void* gx) {
   check_args("sync_bn_input_grad", dt, N, C, L);
   const int64_t total = N * C * L;
   if (total == 0) return;

@@ -23,14 +23,13 @@
 namespace siam::kernels::cuda {
 
 void sync_bn_moments(DType dt, int64_t N, int64_t C, int64_t L, const void* x, double* record);
-void sync_bn_merge(DType dt, int world, int64_t C, const double* all, double eps, double momentum,
-                   void* running_mean, void* running_var, double* mean, double* invstd, double* count);
-void sync_bn_apply(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const double* mean,
-                   const double* invstd, const void* w, const void* b, void* y);
+void sync_bn_merge(DType dt, int world, int64_t C, const double* all, double eps, double momentum, void* running_mean,
+                   void* running_var, double* mean, double* invstd, double* count);
+void sync_bn_apply(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const double* mean, const double* invstd,
+                   const void* w, const void* b, void* y);
 void sync_bn_grad_sums(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const void* gy, const double* mean,
                        const double* invstd, double* sums, void* gw, void* gb);
-void sync_bn_input_grad(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const void* gy,
-                        const double* mean, const double* invstd, const void* w, const double* sums,
-                        const double* count, void* gx);
+void sync_bn_input_grad(DType dt, int64_t N, int64_t C, int64_t L, const void* x, const void* gy, const double* mean,
+                        const double* invstd, const void* w, const double* sums, const double* count, void* gx);
 
 }  // namespace siam::kernels::cuda

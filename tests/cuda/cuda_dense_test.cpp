@@ -27,6 +27,7 @@
 #include "engine/tensor.h"
 #include "kernels/cuda/cudnn_norm_pool.h"  // CUDA-free header: the pool index arithmetic runs on the host too
 #include "models/resnet.h"
+#include "tests/cuda/cuda_test.h"
 #if defined(SIAM_WITH_CUDA)
 #include "kernels/cuda/cudnn_conv.h"
 #include "kernels/cuda/gemm.h"
@@ -35,14 +36,7 @@
 namespace siam {
 namespace {
 
-#define SIAM_REQUIRE_CUDA()                                                                        \
-  do {                                                                                             \
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
-  } while (0)
-
 constexpr double kTolF32 = 2e-5, kTolConv = 2e-4, kTolTf32 = 1e-2, kTolBf16 = 3e-2, kTolModel = 2e-3;
-
-const Device kDev("cuda:0");
 
 // max |got - want| / max(max |want|, 1e-3); got may live on the device. NaN when shapes differ.
 double norm_err(const Tensor& got, const Tensor& want) {

@@ -13,22 +13,16 @@
 #include "engine/tensor.h"
 #include "kernels/cuda/allocator.h"
 #include "kernels/cuda/stream.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace siam {
 namespace {
-
-#define SIAM_REQUIRE_CUDA()                                                                        \
-  do {                                                                                             \
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
-  } while (0)
 
 #if defined(SIAM_WITH_CUDA)
 constexpr bool kCudaBuild = true;
 #else
 constexpr bool kCudaBuild = false;
 #endif
-
-const Device kDev("cuda:0");
 
 TEST(CudaAllocator, ReusesBlocksAcrossIterations) {
   SIAM_REQUIRE_CUDA();

@@ -12,15 +12,11 @@
 #include "engine/ops/reduce.h"
 #include "engine/ops/registry.h"
 #include "engine/tensor.h"
+#include "tests/cuda/cuda_test.h"
 #include "tests/cuda/parity.h"
 
 namespace siam {
 namespace {
-
-#define SIAM_REQUIRE_CUDA()                                                                     \
-  do {                                                                                          \
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
-  } while (0)
 
 TEST(CudaRuntime, NoDeviceIsAClearError) {
   if (cuda_available()) GTEST_SKIP() << "a CUDA device is present";

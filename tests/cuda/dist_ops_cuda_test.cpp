@@ -12,17 +12,11 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/norm.h"
 #include "engine/ops/reduce.h"
+#include "tests/cuda/cuda_test.h"
 #include "tests/unit/pair_checks.h"
 
 namespace siam::test {
 namespace {
-
-#define SIAM_REQUIRE_CUDA()                                                                        \
-  do {                                                                                             \
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
-  } while (0)
-
-const Device kDev("cuda:0");
 
 TEST(CudaSyncBatchNorm, OneRankMatchesCpuBatchNorm) {
   SIAM_REQUIRE_CUDA();

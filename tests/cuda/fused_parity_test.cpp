@@ -32,16 +32,10 @@
 #include "kernels/common/multi_tensor_math.h"
 #include "kernels/common/online_lse.h"
 #include "kernels/cpu/multi_tensor.h"
+#include "tests/cuda/cuda_test.h"
 
 namespace siam {
 namespace {
-
-#define SIAM_REQUIRE_CUDA()                                                                        \
-  do {                                                                                             \
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
-  } while (0)
-
-const Device kDev("cuda:0");
 
 double norm_err(const Tensor& got, const Tensor& want) {
   if (!got.defined() || !want.defined() || got.shape() != want.shape()) return std::nan("");

@@ -17,12 +17,11 @@
 #include "engine/optim/sgd.h"
 #include "methods/method.h"
 #include "models/resnet.h"
+#include "tests/cuda/cuda_test.h"
 #include "tests/unit/test_util.h"
 
 namespace siam {
 namespace {
-
-const Device kDev("cuda:0");
 
 methods::MethodOptions small(const std::string& name) {
   methods::MethodOptions o = test::tiny_method_options(name);

@@ -17,6 +17,7 @@
 #include "engine/dist/dist.h"
 #include "engine/ops/elementwise.h"
 #include "engine/tensor.h"
+#include "tests/cuda/cuda_test.h"
 
 #if SIAM_WITH_NCCL
 #include "engine/dist/nccl_communicator.h"
@@ -34,13 +35,6 @@ TEST(Nccl, SingleRankCollectives) {
   GTEST_SKIP() << "built without NCCL (a CPU-only build, or nccl.h/libnccl not found)";
 }
 #else
-
-#define SIAM_REQUIRE_CUDA()                                                                        \
-  do {                                                                                             \
-    if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)"; \
-  } while (0)
-
-const Device kDev("cuda:0");
 
 // One NCCL world of size 1 for the whole suite (creating one takes about a second).
 class Nccl : public ::testing::Test {

@@ -1,9 +1,10 @@
 // Checks of the cross-rank ops over two thread ranks (tests/unit/thread_pair.h), for any device.
 //
-// check_sync_bn_pair: SyncBatchNorm against batch_norm on the whole batch on the CPU: outputs, input gradients, the rank-summed weight and bias gradients, and the running statistics of both
-// ranks. Rank 0 gets rows0 of the rows, rank 1 the rest (unequal on purpose); loss = sum(y * R), so each rank's
-// input gradient is that of the global loss (engine/dist/dist.h's convention). Used on the CPU by
-// tests/unit/thread_pair_test.cpp and on CUDA by tests/cuda/dist_ops_cuda_test.cpp.
+// check_sync_bn_pair: SyncBatchNorm against batch_norm on the whole batch on the CPU: outputs, input gradients, the
+// rank-summed weight and bias gradients, and the running statistics of both ranks. Rank 0 gets rows0 of the rows, rank
+// 1 the rest (unequal on purpose); loss = sum(y * R), so each rank's input gradient is that of the global loss
+// (engine/dist/dist.h's convention). Used on the CPU by tests/unit/thread_pair_test.cpp and on CUDA by
+// tests/cuda/dist_ops_cuda_test.cpp.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -47,8 +48,8 @@ inline void check_sync_bn_pair(Device dev, DType dt, const Shape& full, int64_t 
     Tensor rm = rm0.to(dev).clone(), rv = rv0.to(dev).clone();
     Tensor y = sync_batch_norm(xr, rm, rv, wr, br, 0.1, 1e-5, comm);
     sum(y * R.narrow(0, start, n).to(dev)).backward();
-    out[rank] = {y.detach().to(kCPU), xr.grad().to(kCPU), wr.grad().to(kCPU), br.grad().to(kCPU), rm.to(kCPU),
-                 rv.to(kCPU)};
+    out[rank] = {y.detach().to(kCPU), xr.grad().to(kCPU), wr.grad().to(kCPU),
+                 br.grad().to(kCPU),  rm.to(kCPU),        rv.to(kCPU)};
   });
   EXPECT_LE(rel_error(cat({out[0].y, out[1].y}, 0), y_ref.detach()), tol) << "forward, " << what;
   EXPECT_LE(rel_error(cat({out[0].gx, out[1].gx}, 0), xg.grad()), tol) << "input grad, " << what;

@@ -1,6 +1,6 @@
 // SyncBatchNorm and the autograd collectives with two ranks as two threads (tests/unit/thread_pair.h) on the CPU:
-// the in-process harness that tests/cuda/dist_ops_cuda_test.cpp runs on a GPU, checked here on every machine. The MPI form of the same
-// comparison is tests/dist/sync_batchnorm_test.cpp.
+// the in-process harness that tests/cuda/dist_ops_cuda_test.cpp runs on a GPU, checked here on every machine. The MPI
+// form of the same comparison is tests/dist/sync_batchnorm_test.cpp.
 #include <gtest/gtest.h>
 
 #include "tests/unit/pair_checks.h"
