@@ -6,6 +6,8 @@
 //   BM_nce_fused_cuda/N/D    nt_xent(z1, z2, 0.1) forward + backward (kernels/cuda/infonce.h), 2N rows
 //   BM_nce_unfused_cuda/N/D  cat, normalize, matmul, scale, diagonal mask, cross_entropy over the 2N x 2N
 //                            logits on the device (N = 65536 is left out: its 2N x 2N f32 matrix is 69 GB)
+//   BM_nce_{fused,unfused}_bf16_cuda/N/D  the same with bf16 inputs: the fused loss on bf16 tensor cores
+//                            (kernel2), the unfused matmul under autocast; pct_of_peak against 989 TFLOP/s
 //   BM_ema_fused_cuda/P      optim::ema_update over a ResNet-50's parameter shapes (P = 1) (kernels/cuda/
 //                            multi_tensor.h); pct_of_copy against 12 bytes/parameter at kCopyRate
 //   BM_xcorr_fused_cuda/N/D  barlow_twins_loss forward + backward on CUDA (kernels/cuda/xcorr.h: the column
@@ -18,6 +20,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/core/autocast.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
 #include "engine/ops/loss.h"
@@ -103,6 +106,39 @@ void BM_nce_unfused_cuda(benchmark::State& st) {
 BENCHMARK(BM_nce_fused_cuda)->Args({4096, 128})->Args({16384, 128})->Args({65536, 128})->MinTime(kMinTime)
     ->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_nce_unfused_cuda)->Args({4096, 128})->Args({16384, 128})->MinTime(kMinTime)->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// bf16 inputs: nt_xent on bf16 tensor cores (kernel2); the unfused composition runs its matmul under autocast
+// (cuBLASLt bf16, f32 logits). pct_of_peak: the flops counter against the H200's dense bf16 tensor-core rate.
+constexpr double kBf16Peak = 989e12;  // FLOP/s, H200 SXM dense bf16
+
+template <class F> void run_nce_bf16(benchmark::State& st, F&& loss_fn) {
+  if (no_device(st)) return;
+  const int64_t n = st.range(0), d = st.range(1), m = 2 * n;
+  Tensor z1 = siam::randn({n, d}, dev()).to(DType::bf16).set_requires_grad(true);
+  Tensor z2 = siam::randn({n, d}, dev()).to(DType::bf16).set_requires_grad(true);
+  run_timed(st, [&] {
+    z1.set_grad(Tensor());
+    z2.set_grad(Tensor());
+    loss_fn(z1, z2).backward();
+  });
+  const double flops = 6.0 * double(m) * double(m) * double(d);
+  st.counters["flops"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  st.counters["pct_of_peak"] =
+      benchmark::Counter(100.0 * flops / kBf16Peak, benchmark::Counter::kIsIterationInvariantRate);
+}
+void BM_nce_fused_bf16_cuda(benchmark::State& st) {
+  run_nce_bf16(st, [](const Tensor& a, const Tensor& b) { return siam::nt_xent(a, b, kTemp); });
+}
+void BM_nce_unfused_bf16_cuda(benchmark::State& st) {
+  run_nce_bf16(st, [](const Tensor& a, const Tensor& b) {
+    siam::AutocastGuard ac(DType::bf16);
+    return nt_xent_unfused(a.to(DType::f32), b.to(DType::f32), kTemp);
+  });
+}
+BENCHMARK(BM_nce_fused_bf16_cuda)->Args({4096, 128})->Args({16384, 256})->Args({32768, 256})->MinTime(kMinTime)
+    ->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_nce_unfused_bf16_cuda)->Args({16384, 256})->MinTime(kMinTime)->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
 // ResNet-50's parameter shapes (25,557,032 parameters in 161 tensors), built from its stage structure.

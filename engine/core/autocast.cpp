@@ -16,6 +16,7 @@ thread_local DType t_autocast_dtype = DType::bf16;
 
 // -1: not decided yet (the environment is read at the first query), 0 / 1 afterwards.
 std::atomic<int> g_allow_tf32{-1};
+std::atomic<int> g_infonce_tc{-1};
 }  // namespace
 
 AutocastGuard::AutocastGuard(DType dtype, bool enabled) : prev_enabled_(t_autocast_enabled), prev_dtype_(t_autocast_dtype) {
@@ -41,6 +42,18 @@ bool allow_tf32() {
     int expected = -1;
     g_allow_tf32.compare_exchange_strong(expected, from_env);
     v = g_allow_tf32.load();
+  }
+  return v == 1;
+}
+void set_infonce_tensor_cores(bool on) { g_infonce_tc.store(on ? 1 : 0); }
+bool infonce_tensor_cores() {
+  int v = g_infonce_tc.load();
+  if (v < 0) {
+    const char* e = std::getenv("SIAM_INFONCE_TC");
+    const int from_env = (e != nullptr && e[0] == '0' && e[1] == '\0') ? 0 : 1;
+    int expected = -1;
+    g_infonce_tc.compare_exchange_strong(expected, from_env);
+    v = g_infonce_tc.load();
   }
   return v == 1;
 }

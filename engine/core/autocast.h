@@ -45,6 +45,12 @@ DType autocast_dtype();   // the scope's compute dtype (bf16)
 namespace cuda {
 void set_allow_tf32(bool allow);
 bool allow_tf32();
+// The tensor-core InfoNCE kernels (kernels/cuda/infonce.h, kernel2): nt_xent and moco_infonce on CUDA compute
+// their logits on bf16 tensor cores for bf16 inputs and inside an autocast scope (products in bf16, as above),
+// where the device has them (compute capability 8.0+) and the features are at most 256. On by default; off with
+// set_infonce_tensor_cores(false) or the environment variable SIAM_INFONCE_TC=0 (read once).
+void set_infonce_tensor_cores(bool on);
+bool infonce_tensor_cores();
 }  // namespace cuda
 
 // Helpers of the CUDA op front-ends (engine/ops/{linalg,conv,norm}.cpp); not a user API.

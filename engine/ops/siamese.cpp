@@ -7,6 +7,7 @@
 #include <map>
 
 #include "engine/autograd/node.h"
+#include "engine/core/autocast.h"
 #include "engine/ops/dispatch.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
@@ -110,6 +111,42 @@ Tensor normalize_backward_cuda(bool normalize, const Tensor& z, const Tensor& no
   return dx;
 }
 
+// The bf16 tensor-core operands of kernels/cuda/infonce.h (kernel2), or undefined tensors when the call does not
+// qualify: f32 rows on a device of compute capability 8.0+, at most kInfonceTcMaxDim features, and bf16 inputs
+// or an autocast scope (the logits are a product, and autocast runs products in bf16: engine/core/autocast.h).
+// rows (and queue) rounded to bf16, zero-padded to infonce_tc_dim(D) features.
+struct TcOperands {
+  Tensor rows, cols;
+  kernels::cuda::InfonceBf16 ptrs() const {  // all null when undefined
+    kernels::cuda::InfonceBf16 p;
+    if (!rows.defined()) return p;
+    p.rows = rows.raw_data();
+    p.cols = cols.defined() ? cols.raw_data() : nullptr;
+    p.dp = rows.size(1);
+    return p;
+  }
+};
+
+Tensor bf16_padded(const Tensor& x, int64_t dp) {
+  Tensor out = zeros({x.size(0), dp}, TensorOptions(DType::bf16, x.device()));
+  NoGradGuard ng;
+  out.narrow(1, 0, x.size(1)).copy_(x);
+  return out;
+}
+
+TcOperands tc_operands(const Tensor& z, const Tensor& queue, DType input_dtype) {
+  TcOperands t;
+  if constexpr (ops::kCudaBuild) {
+    const bool wants = input_dtype == DType::bf16 || (autocast_enabled() && autocast_dtype() == DType::bf16);
+    if (!wants || z.dtype() != DType::f32 || !cuda::infonce_tensor_cores()) return t;
+    const int64_t dp = kernels::cuda::infonce_tc_dim(z.size(1));
+    if (dp == 0 || !kernels::cuda::infonce_tc_supported(z.device().index)) return t;
+    t.rows = bf16_padded(z, dp);
+    if (queue.defined() && queue.numel() > 0) t.cols = bf16_padded(queue, dp);
+  }
+  return t;
+}
+
 // Forward on CUDA for both forms; records the backward on `inputs` (self: z1, z2; cross: q). z (rows, D) are
 // the prepared rows, keys/queue the prepared cross-form columns (undefined for self).
 Tensor infonce_cuda(const char* op, const kernels::cpu::InfonceArgs& args, const std::vector<Tensor>& inputs,
@@ -119,20 +156,24 @@ Tensor infonce_cuda(const char* op, const kernels::cpu::InfonceArgs& args, const
   Tensor out = empty({}, z.options());
   const void* kp = keys.defined() ? keys.raw_data() : nullptr;
   const void* qp = queue.defined() && queue.numel() > 0 ? queue.raw_data() : nullptr;
+  const TcOperands tc = tc_operands(z, queue, grad_dtype);
+  const kernels::cuda::InfonceBf16 tp = tc.ptrs();
   SIAM_CUDA_ONLY(cuda::DeviceGuard g(z.device().index);
                  kernels::cuda::infonce_forward(z.dtype(), args, z.raw_data(), kp, qp, pos.raw_data(), lse.raw_data(),
-                                                out.raw_data()));
+                                                out.raw_data(), tc.rows.defined() ? &tp : nullptr));
   if (autograd::needs_grad(inputs)) {
     autograd::record(op, out, inputs,
-                     [args, z, norm, keys, queue, lse, normalize, grad_dtype](const Tensor& g,
-                                                                               const std::vector<bool>& need) {
+                     [args, z, norm, keys, queue, lse, normalize, grad_dtype, tc](const Tensor& g,
+                                                                                   const std::vector<bool>& need) {
                        Tensor gc = g.to(z.dtype()).contiguous();  // device scalar: no host sync
                        Tensor dz = empty(z.shape(), z.options());  // (rows, D)
                        const void* kp2 = keys.defined() ? keys.raw_data() : nullptr;
                        const void* qp2 = queue.defined() && queue.numel() > 0 ? queue.raw_data() : nullptr;
+                       const kernels::cuda::InfonceBf16 tp2 = tc.ptrs();
                        SIAM_CUDA_ONLY(cuda::DeviceGuard dg(z.device().index);
                                       kernels::cuda::infonce_backward(z.dtype(), args, gc.raw_data(), z.raw_data(),
-                                                                      kp2, qp2, lse.raw_data(), dz.raw_data()));
+                                                                      kp2, qp2, lse.raw_data(), dz.raw_data(),
+                                                                      tc.rows.defined() ? &tp2 : nullptr));
                        Tensor dx = normalize_backward_cuda(normalize, z, norm, dz);
                        if (!args.self) return std::vector<Tensor>{need[0] ? grad_rows(dx, 0, args.rows, grad_dtype)
                                                                            : Tensor()};

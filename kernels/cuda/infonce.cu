@@ -3,7 +3,9 @@
 #include <cuda_runtime.h>
 
 #include <limits>
+#include <type_traits>
 
+#include "kernels/common/mma_frag.h"
 #include "kernels/common/online_lse.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/infonce.h"
@@ -202,6 +204,242 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---- kernel2: bf16 tensor cores (mma.sync m16n8k16, f32 accumulation; fragments in kernels/common/mma_frag.h) ----
+// A block of 4 warps owns 64 rows, a warp 16 of them; column tiles of 64 rows of Y are staged in shared memory
+// (rows padded to DP + 8 bf16: conflict-free fragment reads). DP: the features padded with zeros to 64, 128, 192
+// or 256.
+
+constexpr int kTcRows = 64, kTcThreads = 128;
+
+__device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap();  // the tensor-core path is only chosen on sm_80 and later (infonce_tc_supported)
+#endif
+}
+
+// dst (64 x (DP + 8)) = rows [r0, r0 + 64) of src (n rows of DP bf16), zeros past n; 16-byte copies.
+template <int DP>
+__device__ __forceinline__ void stage_bf16_rows(uint16_t* dst, const uint16_t* __restrict__ src, int64_t n,
+                                                int64_t r0) {
+  constexpr int kChunks = DP / 8;
+  for (int e = threadIdx.x; e < kTcRows * kChunks; e += kTcThreads) {
+    const int r = e / kChunks, c = e % kChunks;
+    uint4 v = make_uint4(0u, 0u, 0u, 0u);
+    if (r0 + r < n) v = *reinterpret_cast<const uint4*>(src + (r0 + r) * DP + c * 8);
+    *reinterpret_cast<uint4*>(dst + r * (DP + 8) + c * 8) = v;
+  }
+}
+
+// S (16 x 64) of this warp for the staged tiles: s[nb] is the C fragment of columns [8 nb, 8 nb + 8).
+template <int DP>
+__device__ __forceinline__ void warp_logits(const uint16_t* xw, const uint16_t* ys, int lane, float (&s)[8][4]) {
+  constexpr int LD = DP + 8;
+#pragma unroll
+  for (int nb = 0; nb < 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+#pragma unroll
+  for (int ks = 0; ks < DP / 16; ++ks) {
+    uint32_t af[4];
+    mma::load_a(af, xw, LD, ks * 16, lane);
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb) {
+      uint32_t bf[2];
+      mma::load_b_nmajor(bf, ys, LD, nb * 8, ks * 16, lane);
+      mma_bf16_16816(s[nb], af, bf);
+    }
+  }
+}
+
+// infonce_lse_kernel1's contract with bf16 operands (x rows, y cols, each DP wide) and f32 results.
+template <int DP>
+__global__ void __launch_bounds__(kTcThreads)
+    infonce_lse_kernel2(int64_t rows, int64_t cols, float inv_t, const uint16_t* __restrict__ x,
+                        const uint16_t* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
+                        const float* __restrict__ init, float* __restrict__ lse) {
+  constexpr int LD = DP + 8;
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  uint16_t* xs = reinterpret_cast<uint16_t*>(tc_smem);
+  uint16_t* ys = xs + kTcRows * LD;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTcRows;
+  stage_bf16_rows<DP>(xs, x, rows, i0);
+  const int64_t r[2] = {i0 + warp * 16 + mma::group(lane), i0 + warp * 16 + mma::group(lane) + 8};
+  OnlineLse<float> st[2];
+  int64_t mc[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    st[h] = online_lse_empty<float>();
+    if (init && r[h] < rows) st[h] = {init[r[h]], 1.f};
+    mc[h] = masked_col(r[h], rows, mask_diag, mask);
+  }
+  for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {
+    __syncthreads();  // the previous tile is consumed (and, the first time, xs is staged)
+    stage_bf16_rows<DP>(ys, y, cols, j0);
+    __syncthreads();
+    float s[8][4];
+    warp_logits<DP>(xs + warp * 16 * LD, ys, lane, s);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float v[16];
+      bool ok[16];
+#pragma unroll
+      for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const int e = 2 * h + c;
+          const int64_t j = j0 + nb * 8 + mma::c_col(lane, e);
+          v[2 * nb + c] = s[nb][e] * inv_t;
+          ok[2 * nb + c] = j < cols && j != mc[h];
+        }
+      st[h] = online_lse_add(st[h], v, ok);
+    }
+  }
+  // the 4 lanes of a quad hold the same two rows
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int o = 1; o <= 2; o <<= 1) {
+      const OnlineLse<float> other{__shfl_xor_sync(kFull, st[h].m, o), __shfl_xor_sync(kFull, st[h].s, o)};
+      st[h] = online_lse_merge(st[h], other);
+    }
+  if (mma::quad(lane) == 0)
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+      if (r[h] < rows) lse[r[h]] = st[h].m + logf(st[h].s);
+}
+
+// infonce_grad_kernel1's contract with bf16 operands: dx (rows, D) f32, D <= DP. The probabilities P of a
+// 16 x 64 tile stay in registers and become the A operand of P Y_J (mma::c_to_a); Y_J is read as B straight from
+// the staged tile (mma::load_b_kmajor). The whole dx row block (16 x DP per warp) accumulates in registers.
+template <int DP>
+__global__ void __launch_bounds__(kTcThreads)
+    infonce_grad_kernel2(int64_t rows, int64_t cols, int64_t D, float inv_t, const uint16_t* __restrict__ x,
+                         const uint16_t* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
+                         const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ grad,
+                         float inv_m, float* __restrict__ dx) {
+  constexpr int LD = DP + 8, ND = DP / 8;
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  uint16_t* xs = reinterpret_cast<uint16_t*>(tc_smem);
+  uint16_t* ys = xs + kTcRows * LD;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTcRows;
+  stage_bf16_rows<DP>(xs, x, rows, i0);
+  const int64_t r[2] = {i0 + warp * 16 + mma::group(lane), i0 + warp * 16 + mma::group(lane) + 8};
+  float ai[2];
+  int64_t mc[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    ai[h] = (a && r[h] < rows) ? a[r[h]] : d_inf<float>();
+    mc[h] = masked_col(r[h], rows, mask_diag, mask);
+  }
+  float acc[ND][4];
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
+  for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {
+    __syncthreads();
+    stage_bf16_rows<DP>(ys, y, cols, j0);
+    __syncthreads();
+    float s[8][4];
+    warp_logits<DP>(xs + warp * 16 * LD, ys, lane, s);
+#pragma unroll
+    for (int nb = 0; nb < 8; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e >> 1;
+        const int64_t j = j0 + nb * 8 + mma::c_col(lane, e);
+        const float v = s[nb][e] * inv_t;
+        const float bj = (b && j < cols) ? b[j] : d_inf<float>();
+        const bool ok = r[h] < rows && j < cols && j != mc[h];
+        s[nb][e] = ok ? lse_exp(v - ai[h]) + lse_exp(v - bj) : 0.f;
+      }
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      uint32_t pa[4];
+      mma::c_to_a(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int nd = 0; nd < ND; ++nd) {
+        uint32_t bf[2];
+        mma::load_b_kmajor(bf, ys, LD, nd * 8, kk * 16, lane);
+        mma_bf16_16816(acc[nd], pa, bf);
+      }
+    }
+  }
+  const float scale = grad[0] * inv_m * inv_t;
+#pragma unroll
+  for (int nd = 0; nd < ND; ++nd)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int64_t i = r[e >> 1], d = nd * 8 + mma::c_col(lane, e);
+      if (i < rows && d < D) dx[i * D + d] = acc[nd][e] * scale;
+    }
+}
+
+size_t tc_smem_bytes(int64_t dp) { return sizeof(uint16_t) * 2 * kTcRows * static_cast<size_t>(dp + 8); }
+
+template <int DP>
+void launch_lse2(int64_t rows, int64_t cols, float inv_t, const uint16_t* x, const uint16_t* y, bool mask_diag,
+                 const int64_t* mask, const float* init, float* lse) {
+  const size_t smem = tc_smem_bytes(DP);
+  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_lse_kernel2<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  const auto grid = static_cast<unsigned>((rows + kTcRows - 1) / kTcRows);
+  infonce_lse_kernel2<DP><<<grid, kTcThreads, smem, stream()>>>(rows, cols, inv_t, x, y, mask_diag, mask, init, lse);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
+template <int DP>
+void launch_grad2(int64_t rows, int64_t cols, int64_t D, float inv_t, const uint16_t* x, const uint16_t* y,
+                  bool mask_diag, const int64_t* mask, const float* a, const float* b, const float* grad, float inv_m,
+                  float* dx) {
+  const size_t smem = tc_smem_bytes(DP);
+  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel2<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  const auto grid = static_cast<unsigned>((rows + kTcRows - 1) / kTcRows);
+  infonce_grad_kernel2<DP><<<grid, kTcThreads, smem, stream()>>>(rows, cols, D, inv_t, x, y, mask_diag, mask, a, b,
+                                                                 grad, inv_m, dx);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
+void tc_lse(int64_t dp, int64_t rows, int64_t cols, float inv_t, const void* x, const void* y, bool mask_diag,
+            const int64_t* mask, const float* init, float* lse) {
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* yb = static_cast<const uint16_t*>(y);
+  switch (dp) {
+    case 64: return launch_lse2<64>(rows, cols, inv_t, xb, yb, mask_diag, mask, init, lse);
+    case 128: return launch_lse2<128>(rows, cols, inv_t, xb, yb, mask_diag, mask, init, lse);
+    case 192: return launch_lse2<192>(rows, cols, inv_t, xb, yb, mask_diag, mask, init, lse);
+    case 256: return launch_lse2<256>(rows, cols, inv_t, xb, yb, mask_diag, mask, init, lse);
+    default: SIAM_FAIL("infonce (cuda, tensor cores): padded dim must be 64, 128, 192 or 256, got ", dp);
+  }
+}
+
+void tc_grad(int64_t dp, int64_t rows, int64_t cols, int64_t D, float inv_t, const void* x, const void* y,
+             bool mask_diag, const int64_t* mask, const float* a, const float* b, const float* grad, float inv_m,
+             float* dx) {
+  const auto* xb = static_cast<const uint16_t*>(x);
+  const auto* yb = static_cast<const uint16_t*>(y);
+  switch (dp) {
+    case 64: return launch_grad2<64>(rows, cols, D, inv_t, xb, yb, mask_diag, mask, a, b, grad, inv_m, dx);
+    case 128: return launch_grad2<128>(rows, cols, D, inv_t, xb, yb, mask_diag, mask, a, b, grad, inv_m, dx);
+    case 192: return launch_grad2<192>(rows, cols, D, inv_t, xb, yb, mask_diag, mask, a, b, grad, inv_m, dx);
+    case 256: return launch_grad2<256>(rows, cols, D, inv_t, xb, yb, mask_diag, mask, a, b, grad, inv_m, dx);
+    default: SIAM_FAIL("infonce (cuda, tensor cores): padded dim must be 64, 128, 192 or 256, got ", dp);
+  }
+}
+
+// Whether the tensor-core operands tc serve this call (T is the compute type; f32 only).
+template <class T> bool use_tc(const InfonceBf16* tc, int64_t cols) {
+  if constexpr (!std::is_same_v<T, float>)
+    return false;
+  else
+    return tc != nullptr && tc->rows != nullptr && tc->dp > 0 && cols > 0;
+}
+
 template <class T> __device__ __forceinline__ T warp_sum(T v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
@@ -277,12 +515,24 @@ unsigned warp_rows_grid(int64_t rows) {
 }
 
 template <class T>
-void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* queue, T* pos, T* lse, T* loss) {
+void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* queue, T* pos, T* lse, T* loss,
+                    const InfonceBf16* tc) {
   const T inv_t = static_cast<T>(1.0 / a.temperature);
   const int64_t M = a.rows, D = a.dim;
   infonce_pos_logits_kernel1<T><<<warp_rows_grid(M), kThreads, 0, stream()>>>(M, D, a.pos_offset, a.self, inv_t, z,
                                                                               keys, pos);
   SIAM_CUDA_LAUNCH_CHECK();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_tc<T>(tc, a.self ? M : a.cols)) {
+      if (a.self)
+        tc_lse(tc->dp, M, M, inv_t, tc->rows, tc->rows, true, nullptr, nullptr, lse);
+      else
+        tc_lse(tc->dp, M, a.cols, inv_t, tc->rows, tc->cols, false, nullptr, pos, lse);
+      infonce_loss_kernel1<T><<<1, kThreads, 0, stream()>>>(M, lse, pos, loss);
+      SIAM_CUDA_LAUNCH_CHECK();
+      return;
+    }
+  }
   if (a.self)
     infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, nullptr,
                                                                     lse);
@@ -296,9 +546,21 @@ void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* qu
 
 template <class T>
 void launch_backward(const InfonceArgs& a, const T* grad, const T* z, const T* keys, const T* queue, const T* lse,
-                     T* dz) {
+                     T* dz, const InfonceBf16* tc) {
   const T inv_t = static_cast<T>(1.0 / a.temperature), inv_m = static_cast<T>(1.0 / static_cast<double>(a.rows));
   const int64_t M = a.rows, D = a.dim;
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_tc<T>(tc, a.self ? M : a.cols)) {
+      if (a.self)
+        tc_grad(tc->dp, M, M, D, inv_t, tc->rows, tc->rows, true, nullptr, lse, lse, grad, inv_m, dz);
+      else
+        tc_grad(tc->dp, M, a.cols, D, inv_t, tc->rows, tc->cols, false, nullptr, lse, nullptr, grad, inv_m, dz);
+      infonce_pos_grad_kernel1<T><<<warp_rows_grid(M), kThreads, 0, stream()>>>(M, D, a.pos_offset, a.self, inv_t,
+                                                                                z, keys, lse, grad, inv_m, dz);
+      SIAM_CUDA_LAUNCH_CHECK();
+      return;
+    }
+  }
   const size_t smem = sizeof(T) * (2 * kBM * (kBK + 1) + kBM * (kBN + 1) + kBN * kDC);
   SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
@@ -377,30 +639,52 @@ void infonce_grad_pass(DType dt, int64_t rows, int64_t cols, int64_t dim, double
                         static_cast<const double*>(grad), scale, static_cast<double*>(dx));
 }
 
+void check_tc(const char* op, DType dt, const InfonceArgs& a, const InfonceBf16* tc) {
+  if (tc == nullptr) return;
+  SIAM_CHECK(dt == DType::f32, op, " (cuda): the tensor-core operands go with f32 rows, got ", dtype_name(dt));
+  SIAM_CHECK(tc->rows != nullptr && (a.self || a.cols == 0 || tc->cols != nullptr), op,
+             " (cuda): tensor-core operands without their bf16 rows or queue");
+  SIAM_CHECK(tc->dp == infonce_tc_dim(a.dim), op, " (cuda): tensor-core rows padded to ", tc->dp, " features for dim ",
+             a.dim, ", expected ", infonce_tc_dim(a.dim));
+}
+
 void infonce_forward(DType dt, const InfonceArgs& a, const void* z, const void* keys, const void* queue, void* pos,
-                     void* lse, void* loss) {
+                     void* lse, void* loss, const InfonceBf16* tc) {
   check_args("infonce_forward", dt, a, z, keys, queue);
+  check_tc("infonce_forward", dt, a, tc);
   if (dt == DType::f32)
     launch_forward<float>(a, static_cast<const float*>(z), static_cast<const float*>(keys),
                           static_cast<const float*>(queue), static_cast<float*>(pos), static_cast<float*>(lse),
-                          static_cast<float*>(loss));
+                          static_cast<float*>(loss), tc);
   else
     launch_forward<double>(a, static_cast<const double*>(z), static_cast<const double*>(keys),
                            static_cast<const double*>(queue), static_cast<double*>(pos), static_cast<double*>(lse),
-                           static_cast<double*>(loss));
+                           static_cast<double*>(loss), nullptr);
 }
 
 void infonce_backward(DType dt, const InfonceArgs& a, const void* grad, const void* z, const void* keys,
-                      const void* queue, const void* lse, void* dz) {
+                      const void* queue, const void* lse, void* dz, const InfonceBf16* tc) {
   check_args("infonce_backward", dt, a, z, keys, queue);
+  check_tc("infonce_backward", dt, a, tc);
   if (dt == DType::f32)
     launch_backward<float>(a, static_cast<const float*>(grad), static_cast<const float*>(z),
                            static_cast<const float*>(keys), static_cast<const float*>(queue),
-                           static_cast<const float*>(lse), static_cast<float*>(dz));
+                           static_cast<const float*>(lse), static_cast<float*>(dz), tc);
   else
     launch_backward<double>(a, static_cast<const double*>(grad), static_cast<const double*>(z),
                             static_cast<const double*>(keys), static_cast<const double*>(queue),
-                            static_cast<const double*>(lse), static_cast<double*>(dz));
+                            static_cast<const double*>(lse), static_cast<double*>(dz), nullptr);
+}
+
+int64_t infonce_tc_dim(int64_t dim) {
+  if (dim < 1 || dim > kInfonceTcMaxDim) return 0;
+  return (dim + 63) / 64 * 64;
+}
+
+bool infonce_tc_supported(int device) {
+  int major = 0;
+  SIAM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  return major >= 8;
 }
 
 }  // namespace siam::kernels::cuda

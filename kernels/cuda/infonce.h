@@ -19,7 +19,15 @@
 //                         once per 128-column slice). Also the kernel of infonce_grad_pass (below).
 //   infonce_pos_*_kernel1 warp per row: the positive logits, and the positive terms of the gradient.
 //   infonce_loss_kernel1  one block: mean of lse - pos summed in f64 in a fixed order (deterministic).
-// All CUDA-core FMA in the compute type; a tensor-core (bf16 mma) kernel2 is the next step.
+//   kernel1: all CUDA-core FMA in the compute type.
+//   infonce_lse_kernel2 / infonce_grad_kernel2 (session 5): the same two passes on bf16 tensor cores
+//                         (mma.sync m16n8k16, f32 accumulation; fragments in kernels/common/mma_frag.h) for the
+//                         SimCLR and MoCo forms when the caller passes bf16 copies of the rows (InfonceBf16):
+//                         4 warps x 16 rows a block, 64-column tiles staged in shared memory, the probabilities
+//                         kept in registers as the A operand of P Y, and the gradient's 16 x DP row block
+//                         accumulated in registers (no recompute of S per slice of D). Features padded with
+//                         zeros to DP = 64, 128, 192 or 256 (infonce_tc_dim). The positive terms and the loss stay
+//                         kernel1's, in f32 from the f32 rows.
 #pragma once
 #include <cstdint>
 
@@ -30,13 +38,27 @@ namespace siam::kernels::cuda {
 
 using cpu::InfonceArgs;
 
+// The tensor-core operands: bf16 copies (row stride dp, zeros past dim) of the rows z and, for the cross form,
+// of the queue. dp = infonce_tc_dim(dim).
+struct InfonceBf16 {
+  const void* rows = nullptr;
+  const void* cols = nullptr;
+  int64_t dp = 0;
+};
+constexpr int64_t kInfonceTcMaxDim = 256;
+// The padded width of the tensor-core kernels for dim features (a multiple of 64), or 0 above kInfonceTcMaxDim.
+int64_t infonce_tc_dim(int64_t dim);
+// Whether the device has the bf16 tensor cores of kernel2 (compute capability 8.0 or later). The engine's switch
+// is siam::cuda::infonce_tensor_cores() (engine/core/autocast.h).
+bool infonce_tc_supported(int device);
+
 // z (rows, D); keys (rows, D) and queue (cols, D) for the cross form (null for self). Writes pos (rows),
-// lse (rows) and loss (1 element), all of dtype dt.
+// lse (rows) and loss (1 element), all of dtype dt. tc (dt f32 only): run the logits on bf16 tensor cores.
 void infonce_forward(DType dt, const InfonceArgs& a, const void* z, const void* keys, const void* queue, void* pos,
-                     void* lse, void* loss);
+                     void* lse, void* loss, const InfonceBf16* tc = nullptr);
 // dz (rows, D) = grad[0] * dL/dz from the forward's inputs and lse. grad: 1 element of dtype dt on the device.
 void infonce_backward(DType dt, const InfonceArgs& a, const void* grad, const void* z, const void* keys,
-                      const void* queue, const void* lse, void* dz);
+                      const void* queue, const void* lse, void* dz, const InfonceBf16* tc = nullptr);
 
 // ---- The pieces of the other forms (SupCon / V-view NT-Xent, CLIP, gathered), as kernels/cpu/infonce.h's
 // infonce_rows_lse / infonce_grad_pass; engine/ops/siamese.cpp adds the O(M D) positive terms with engine ops.

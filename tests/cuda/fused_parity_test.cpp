@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/core/autocast.h"
 #include "engine/core/random.h"
 #include "engine/ops/consistency.h"
 #include "engine/ops/elementwise.h"
@@ -32,6 +33,7 @@
 #include "kernels/common/multi_tensor_math.h"
 #include "kernels/common/online_lse.h"
 #include "kernels/cpu/multi_tensor.h"
+#include "kernels/cuda/infonce.h"
 #include "tests/cuda/cuda_test.h"
 
 namespace siam {
@@ -203,15 +205,23 @@ std::vector<Tensor> run_on(Device dev, const std::vector<Tensor>& in, size_t n_g
 }
 
 void expect_parity(const std::string& what, DType dt, const std::vector<Tensor>& in, size_t n_grad,
-                   const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
+                   const std::function<Tensor(const std::vector<Tensor>&)>& fn, double tolerance = 0) {
   const std::vector<Tensor> cpu = run_on(kCPU, in, n_grad, fn), gpu = run_on(kDev, in, n_grad, fn);
-  const double t = tol(dt);
+  const double t = tolerance > 0 ? tolerance : tol(dt);
   EXPECT_LE(norm_err(gpu[0], cpu[0]), t) << what << ": loss " << gpu[0].item() << " vs " << cpu[0].item();
   for (size_t i = 1; i < cpu.size(); ++i) EXPECT_LE(norm_err(gpu[i], cpu[i]), t) << what << ": gradient of input " << i - 1;
 }
 
+// Switches kernel2 (bf16 tensor cores) off for a scope: the bf16 cases of the tests below check kernel1 against the
+// CPU at the bf16 tolerance; FusedParity.TensorCoreInfonceMatchesCpu checks kernel2.
+struct TensorCoresOff {
+  TensorCoresOff() { cuda::set_infonce_tensor_cores(false); }
+  ~TensorCoresOff() { cuda::set_infonce_tensor_cores(true); }
+};
+
 TEST(FusedParity, NtXentMatchesCpu) {
   SIAM_REQUIRE_CUDA();
+  TensorCoresOff kernel1;
   for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : kNceSizes)
       for (bool normalize : {true, false}) {
@@ -234,6 +244,57 @@ TEST(FusedParity, MocoInfonceMatchesCpu) {
                           std::to_string(s.d) + " K " + std::to_string(k),
                       dt, in, 1, [](const std::vector<Tensor>& v) { return moco_infonce(v[0], v[1], v[2], 0.2); });
       }
+}
+
+// kernel2: the logits and the gradient pass on bf16 tensor cores (kernels/cuda/infonce.h), for bf16 inputs
+// (nt_xent) and under autocast (nt_xent and moco_infonce on f32 inputs), against the CPU in f32. Features up to 256
+// (padded to 64-multiples: 1, 5, 100 and 200 exercise the zero padding), rows and columns not multiples of the
+// 64-row tiles. Bound 3e-2 (normalized, as the others): the normalized rows are rounded to bf16 for the products
+// (relative 2^-9 each) and the probabilities to bf16 for P Y; the CPU keeps f32 throughout. A case also checks
+// that kernel2 really ran: its loss differs from kernel1's in the last bits.
+TEST(FusedParity, TensorCoreInfonceMatchesCpu) {
+  SIAM_REQUIRE_CUDA();
+#if defined(SIAM_WITH_CUDA)
+  if (!kernels::cuda::infonce_tc_supported(0)) GTEST_SKIP() << "bf16 tensor cores need compute capability 8.0+";
+#endif
+  constexpr double kTolTc = 3e-2;
+  const NceSize sizes[] = {{1, 1}, {3, 5}, {37, 64}, {100, 100}, {129, 128}, {70, 200}, {300, 256}};
+  for (const NceSize& s : sizes)
+    for (bool normalize : {true, false}) {
+      const double t = normalize ? 0.1 : 2.0;
+      const std::string what = "N " + std::to_string(s.n) + " D " + std::to_string(s.d) +
+                               (normalize ? " normalized" : "");
+      auto nce = [=](const std::vector<Tensor>& v) { return nt_xent(v[0], v[1], t, normalize); };
+      expect_parity("nt_xent bf16 (tensor cores) " + what, DType::bf16,
+                    {rnd({s.n, s.d}, DType::bf16, 81 + s.n), rnd({s.n, s.d}, DType::bf16, 82 + s.d)}, 2, nce, kTolTc);
+      auto nce_autocast = [=](const std::vector<Tensor>& v) {
+        AutocastGuard ac(DType::bf16);
+        return nt_xent(v[0], v[1], t, normalize);
+      };
+      expect_parity("nt_xent f32 under autocast " + what, DType::f32,
+                    {rnd({s.n, s.d}, DType::f32, 83 + s.n), rnd({s.n, s.d}, DType::f32, 84 + s.d)}, 2, nce_autocast,
+                    kTolTc);
+      for (int64_t k : {int64_t(0), int64_t(7), int64_t(130)}) {
+        auto moco = [=](const std::vector<Tensor>& v) {
+          AutocastGuard ac(DType::bf16);
+          return moco_infonce(v[0], v[1], v[2], 0.2, normalize);
+        };
+        expect_parity("moco_infonce f32 under autocast K " + std::to_string(k) + " " + what, DType::f32,
+                      {rnd({s.n, s.d}, DType::f32, 85 + s.n), rnd({s.n, s.d}, DType::f32, 86 + s.d),
+                       rnd({k, s.d}, DType::f32, 87 + k)},
+                      1, moco, kTolTc);
+      }
+    }
+  // kernel2 ran: the same bf16 call with the tensor cores off (kernel1, f32 products) gives another loss
+  const std::vector<Tensor> in = {rnd({37, 64}, DType::bf16, 91).to(kDev), rnd({37, 64}, DType::bf16, 92).to(kDev)};
+  const double with_tc = nt_xent(in[0], in[1], 0.1, true).item();
+  double without;
+  {
+    TensorCoresOff kernel1;
+    without = nt_xent(in[0], in[1], 0.1, true).item();
+  }
+  EXPECT_NE(with_tc, without) << "bf16 nt_xent did not take the tensor-core path";
+  EXPECT_NEAR(with_tc, without, 1e-2 * std::abs(without));
 }
 
 // The other InfoNCE forms (kernels/cuda/infonce.h's rows_lse and grad_pass plus engine ops).
