@@ -104,7 +104,7 @@ void check_param(const char* op, const char* what, const Tensor& p, int64_t C, c
 #if defined(SIAM_WITH_CUDA)
 // The CUDA path (kernels/cuda/sync_batchnorm.h): the same steps with every buffer on the device; the record and
 // the gradient sums travel through the communicator as f64 CUDA tensors (NCCL under mpirun with GPUs). No host
-// synchronization, except to check the global count when this rank has at most one value per channel.
+// copies, except to check the global count when this rank has at most one value per channel.
 Tensor sync_batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
                             const Tensor& weight, const Tensor& bias, double momentum, double eps,
                             dist::Communicator& comm, int64_t N, int64_t C, int64_t L) {

@@ -1,6 +1,6 @@
 // SyncBatchNorm on CUDA: the twin of engine/nn/sync_batchnorm.cpp's CPU path (per-channel arithmetic shared
 // through kernels/common/sync_bn_math.h). engine/nn/sync_batchnorm.cpp runs, with every buffer on the device
-// (no host synchronization on the way):
+// (no host copies; the collectives themselves block the host, as every NCCL collective of siam):
 //   sync_bn_moments(x)               this rank's record [n, mean (C), M2 (C)] (2C + 1 doubles)
 //   comm.all_gather(record)          (W, 2C + 1) doubles (NCCL for CUDA tensors)
 //   sync_bn_merge                    global mean, invstd (C doubles) and count (1 double); the running statistics
