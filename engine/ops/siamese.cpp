@@ -134,13 +134,22 @@ Tensor bf16_padded(const Tensor& x, int64_t dp) {
   return out;
 }
 
+// Whether the InfoNCE products over the prepared rows z take the tensor cores (decided in forward: the autocast
+// scope may have ended by backward).
+bool wants_tc(const Tensor& z, DType input_dtype) {
+  if constexpr (ops::kCudaBuild) {
+    const bool asked = input_dtype == DType::bf16 || (autocast_enabled() && autocast_dtype() == DType::bf16);
+    return asked && z.is_cuda() && z.dtype() == DType::f32 && cuda::infonce_tensor_cores() &&
+           kernels::cuda::infonce_tc_dim(z.size(1)) > 0 && kernels::cuda::infonce_tc_supported(z.device().index);
+  }
+  return false;
+}
+
 TcOperands tc_operands(const Tensor& z, const Tensor& queue, DType input_dtype) {
   TcOperands t;
   if constexpr (ops::kCudaBuild) {
-    const bool wants = input_dtype == DType::bf16 || (autocast_enabled() && autocast_dtype() == DType::bf16);
-    if (!wants || z.dtype() != DType::f32 || !cuda::infonce_tensor_cores()) return t;
+    if (!wants_tc(z, input_dtype)) return t;
     const int64_t dp = kernels::cuda::infonce_tc_dim(z.size(1));
-    if (dp == 0 || !kernels::cuda::infonce_tc_supported(z.device().index)) return t;
     t.rows = bf16_padded(z, dp);
     if (queue.defined() && queue.numel() > 0) t.cols = bf16_padded(queue, dp);
   }
@@ -427,26 +436,46 @@ Tensor values_on(const std::vector<double>& v, const TensorOptions& opts) {
   return from_vector(v, {static_cast<int64_t>(v.size())}, TensorOptions(opts.dtype)).to(opts.device);
 }
 
-// lse (rows) of x against y with each row's masked column (mask undefined: none).
-Tensor rows_lse_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, double t) {
+// The bf16 operands of x and y for the tensor cores (y may be x itself: one copy).
+TcOperands tc_pair(const Tensor& x, const Tensor& y) {
+  TcOperands t;
+  const int64_t dp = kernels::cuda::infonce_tc_dim(x.size(1));
+  t.rows = bf16_padded(x, dp);
+  const bool same = y.raw_data() == x.raw_data() && y.shape() == x.shape() && y.strides() == x.strides();
+  t.cols = same ? t.rows : bf16_padded(y, dp);
+  return t;
+}
+
+// lse (rows) of x against y with each row's masked column (mask undefined: none). tc: on the tensor cores
+// (wants_tc, decided by the caller in forward).
+Tensor rows_lse_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, double t, bool tc) {
   Tensor lse = empty({x.size(0)}, x.options());
+  TcOperands bf;
+  if constexpr (ops::kCudaBuild)
+    if (tc) bf = tc_pair(x, y);
+  const kernels::cuda::InfonceBf16 tp = bf.ptrs();
   SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
                  kernels::cuda::infonce_rows_lse(
                      x.dtype(), x.size(0), y.size(0), x.size(1), t, x.raw_data(), y.raw_data(),
-                     mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr, lse.raw_data()));
+                     mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr, lse.raw_data(),
+                     tc ? &tp : nullptr));
   return lse;
 }
 
 // grad[0] * scale / t * sum_{j unmasked} (exp(S_ij - a_i) + exp(S_ij - b_j)) y_j; a, b undefined: term absent.
 Tensor grad_pass_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& a, const Tensor& b,
-                      const Tensor& grad, double scale, double t) {
+                      const Tensor& grad, double scale, double t, bool tc) {
   Tensor dx = empty(x.shape(), x.options());
+  TcOperands bf;
+  if constexpr (ops::kCudaBuild)
+    if (tc) bf = tc_pair(x, y);
+  const kernels::cuda::InfonceBf16 tp = bf.ptrs();
   SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
                  kernels::cuda::infonce_grad_pass(
                      x.dtype(), x.size(0), y.size(0), x.size(1), t, x.raw_data(), y.raw_data(),
                      mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr,
                      a.defined() ? a.raw_data() : nullptr, b.defined() ? b.raw_data() : nullptr, grad.raw_data(),
-                     scale, dx.raw_data()));
+                     scale, dx.raw_data(), tc ? &tp : nullptr));
   return dx;
 }
 
@@ -482,7 +511,8 @@ Tensor multi_positive_cuda(const char* op, const std::vector<Tensor>& parts, con
     coef[i] = np > 0 ? 2.0 / (static_cast<double>(R) * temperature * np) : 0.0;           // positive gradient
   }
   Tensor mask = i64_on(self, dev), cls = i64_on(id, dev);
-  Tensor lse = rows_lse_cuda(z, z, mask, temperature);  // (M)
+  const bool tc = wants_tc(z, dt);
+  Tensor lse = rows_lse_cuda(z, z, mask, temperature, tc);  // (M)
   Tensor out, zc_rows;                                  // [], (M, D) the class sum of each row's class
   {
     NoGradGuard ng;
@@ -499,7 +529,7 @@ Tensor multi_positive_cuda(const char* op, const std::vector<Tensor>& parts, con
     for (const Tensor& p : parts) sizes.push_back(p.size(0));
     Tensor lw_add_d = values_on(lw_add, z.options()), coef_d = values_on(coef, z.options()).view({M, 1});
     autograd::record(op, out, parts,
-                     [z, norm, mask, lse, zc_rows, lw_add_d, coef_d, R, temperature, normalize, sizes, dt](
+                     [z, norm, mask, lse, zc_rows, lw_add_d, coef_d, R, temperature, normalize, sizes, dt, tc](
                          const Tensor& g, const std::vector<bool>& need) {
                        NoGradGuard ng;
                        Tensor gc = g.to(z.dtype()).contiguous();  // device scalar: no host sync
@@ -508,7 +538,7 @@ Tensor multi_positive_cuda(const char* op, const std::vector<Tensor>& parts, con
                          dz = zeros(z.shape(), z.options());
                        } else {
                          Tensor lw = add(lse, lw_add_d);  // +inf on rows without a positive
-                         dz = grad_pass_cuda(z, z, mask, lw, lw, gc, 1.0 / static_cast<double>(R), temperature);
+                         dz = grad_pass_cuda(z, z, mask, lw, lw, gc, 1.0 / static_cast<double>(R), temperature, tc);
                          dz = sub(dz, mul(mul(coef_d, gc), sub(zc_rows, z)));
                        }
                        return part_grads(normalize_backward_cuda(normalize, z, norm, dz), sizes, need, dt);
@@ -524,7 +554,8 @@ Tensor clip_loss_cuda(const Tensor& a, const Tensor& b, double temperature, bool
   Tensor za = prepare_rows_cuda(stack_rows({a}, cdt), normalize, &na);  // (N, D)
   Tensor zb = prepare_rows_cuda(stack_rows({b}, cdt), normalize, &nb);  // (N, D)
   const int64_t n = za.size(0);
-  Tensor la = rows_lse_cuda(za, zb, Tensor(), temperature), lb = rows_lse_cuda(zb, za, Tensor(), temperature);
+  const bool tc = wants_tc(za, dt);
+  Tensor la = rows_lse_cuda(za, zb, Tensor(), temperature, tc), lb = rows_lse_cuda(zb, za, Tensor(), temperature, tc);
   Tensor out;
   {
     NoGradGuard ng;
@@ -533,19 +564,19 @@ Tensor clip_loss_cuda(const Tensor& a, const Tensor& b, double temperature, bool
   }
   if (autograd::needs_grad({a, b})) {
     autograd::record("clip_loss", out, {a, b},
-                     [za, zb, na, nb, la, lb, n, temperature, normalize, dt](const Tensor& g,
-                                                                             const std::vector<bool>& need) {
+                     [za, zb, na, nb, la, lb, n, temperature, normalize, dt, tc](const Tensor& g,
+                                                                                 const std::vector<bool>& need) {
                        NoGradGuard ng;
                        Tensor gc = g.to(za.dtype()).contiguous();
                        const double half_mean = 1.0 / (2.0 * static_cast<double>(n));
                        Tensor pf = mul(gc, 1.0 / (static_cast<double>(n) * temperature));  // positive terms
                        Tensor da, db;
                        if (need[0]) {
-                         da = sub(grad_pass_cuda(za, zb, Tensor(), la, lb, gc, half_mean, temperature), mul(zb, pf));
+                         da = sub(grad_pass_cuda(za, zb, Tensor(), la, lb, gc, half_mean, temperature, tc), mul(zb, pf));
                          da = grad_rows(normalize_backward_cuda(normalize, za, na, da), 0, n, dt);
                        }
                        if (need[1]) {
-                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature), mul(za, pf));
+                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature, tc), mul(za, pf));
                          db = grad_rows(normalize_backward_cuda(normalize, zb, nb, db), 0, n, dt);
                        }
                        return std::vector<Tensor>{da, db};
@@ -574,7 +605,8 @@ Tensor nt_xent_gathered_cuda(const Tensor& z1, const Tensor& z2, const Tensor& g
     pos_t[static_cast<size_t>(pos[static_cast<size_t>(r)])] = r;
   }
   Tensor own_d = i64_on(own, dev), pos_d = i64_on(pos, dev), own_t_d = i64_on(own_t, dev), pos_t_d = i64_on(pos_t, dev);
-  Tensor lse = rows_lse_cuda(x, gz, own_d, temperature);  // (2n)
+  const bool tc = wants_tc(x, dt);
+  Tensor lse = rows_lse_cuda(x, gz, own_d, temperature, tc);  // (2n)
   Tensor out, gp;                                         // [], (2n, D) each row's positive column
   {
     NoGradGuard ng2;
@@ -584,7 +616,7 @@ Tensor nt_xent_gathered_cuda(const Tensor& z1, const Tensor& z2, const Tensor& g
   if (autograd::needs_grad({z1, z2, g1, g2})) {
     autograd::record(
         "nt_xent_gathered", out, {z1, z2, g1, g2},
-        [x, gz, nx, ng, lse, gp, own_d, own_t_d, pos_t_d, n, m, d, R, temperature, normalize, dt](
+        [x, gz, nx, ng, lse, gp, own_d, own_t_d, pos_t_d, n, m, d, R, temperature, normalize, dt, tc](
             const Tensor& g, const std::vector<bool>& need) {
           NoGradGuard ng2;
           Tensor gc = g.to(x.dtype()).contiguous();
@@ -592,13 +624,13 @@ Tensor nt_xent_gathered_cuda(const Tensor& z1, const Tensor& z2, const Tensor& g
           Tensor pf = mul(gc, 1.0 / (static_cast<double>(R) * temperature));
           std::vector<Tensor> grads(4);
           if (need[0] || need[1]) {
-            Tensor dx = sub(grad_pass_cuda(x, gz, own_d, lse, Tensor(), gc, scale, temperature), mul(gp, pf));
+            Tensor dx = sub(grad_pass_cuda(x, gz, own_d, lse, Tensor(), gc, scale, temperature, tc), mul(gp, pf));
             dx = normalize_backward_cuda(normalize, x, nx, dx);
             if (need[0]) grads[0] = grad_rows(dx, 0, n, dt);
             if (need[1]) grads[1] = grad_rows(dx, n, n, dt);
           }
           if (need[2] || need[3]) {
-            Tensor dg = grad_pass_cuda(gz, x, own_t_d, Tensor(), lse, gc, scale, temperature);
+            Tensor dg = grad_pass_cuda(gz, x, own_t_d, Tensor(), lse, gc, scale, temperature, tc);
             // dg_pos(r) -= pf x_r: the local rows gathered into column order, a zero row for the others
             Tensor x0 = cat({x, zeros({1, d}, x.options())}, 0);
             dg = sub(dg, mul(index_select(x0, 0, pos_t_d), pf));

@@ -611,9 +611,23 @@ void check_pass(const char* op, DType dt, int64_t rows, int64_t cols, int64_t di
 
 }  // namespace
 
+static void check_tc_pass(const char* op, DType dt, int64_t dim, const InfonceBf16* tc) {
+  if (tc == nullptr) return;
+  SIAM_CHECK(dt == DType::f32, op, " (cuda): the tensor-core operands go with f32 rows, got ", dtype_name(dt));
+  SIAM_CHECK(tc->rows != nullptr && tc->cols != nullptr && tc->dp == infonce_tc_dim(dim), op,
+             " (cuda): tensor-core operands need bf16 rows and columns padded to ", infonce_tc_dim(dim),
+             " features for dim ", dim, ", got ", tc->dp);
+}
+
 void infonce_rows_lse(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,
-                      const void* y, const int64_t* mask, void* lse) {
+                      const void* y, const int64_t* mask, void* lse, const InfonceBf16* tc) {
   check_pass("infonce_rows_lse", dt, rows, cols, dim, temperature);
+  check_tc_pass("infonce_rows_lse", dt, dim, tc);
+  if (tc != nullptr) {
+    tc_lse(tc->dp, rows, cols, static_cast<float>(1.0 / temperature), tc->rows, tc->cols, false, mask, nullptr,
+           static_cast<float*>(lse));
+    return;
+  }
   if (dt == DType::f32)
     infonce_lse_kernel1<float><<<row_tiles(rows), kThreads, 0, stream()>>>(
         rows, cols, dim, static_cast<float>(1.0 / temperature), static_cast<const float*>(x),
@@ -627,8 +641,15 @@ void infonce_rows_lse(DType dt, int64_t rows, int64_t cols, int64_t dim, double 
 
 void infonce_grad_pass(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,
                        const void* y, const int64_t* mask, const void* a, const void* b, const void* grad,
-                       double scale, void* dx) {
+                       double scale, void* dx, const InfonceBf16* tc) {
   check_pass("infonce_grad_pass", dt, rows, cols, dim, temperature);
+  check_tc_pass("infonce_grad_pass", dt, dim, tc);
+  if (tc != nullptr) {
+    tc_grad(tc->dp, rows, cols, dim, static_cast<float>(1.0 / temperature), tc->rows, tc->cols, false, mask,
+            static_cast<const float*>(a), static_cast<const float*>(b), static_cast<const float*>(grad),
+            static_cast<float>(scale), static_cast<float*>(dx));
+    return;
+  }
   if (dt == DType::f32)
     launch_grad<float>(rows, cols, dim, temperature, static_cast<const float*>(x), static_cast<const float*>(y), mask,
                        static_cast<const float*>(a), static_cast<const float*>(b), static_cast<const float*>(grad),
@@ -639,7 +660,7 @@ void infonce_grad_pass(DType dt, int64_t rows, int64_t cols, int64_t dim, double
                         static_cast<const double*>(grad), scale, static_cast<double*>(dx));
 }
 
-void check_tc(const char* op, DType dt, const InfonceArgs& a, const InfonceBf16* tc) {
+static void check_tc(const char* op, DType dt, const InfonceArgs& a, const InfonceBf16* tc) {
   if (tc == nullptr) return;
   SIAM_CHECK(dt == DType::f32, op, " (cuda): the tensor-core operands go with f32 rows, got ", dtype_name(dt));
   SIAM_CHECK(tc->rows != nullptr && (a.self || a.cols == 0 || tc->cols != nullptr), op,

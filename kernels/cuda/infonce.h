@@ -21,8 +21,9 @@
 //   infonce_loss_kernel1  one block: mean of lse - pos summed in f64 in a fixed order (deterministic).
 //   kernel1: all CUDA-core FMA in the compute type.
 //   infonce_lse_kernel2 / infonce_grad_kernel2 (session 5): the same two passes on bf16 tensor cores
-//                         (mma.sync m16n8k16, f32 accumulation; fragments in kernels/common/mma_frag.h) for the
-//                         SimCLR and MoCo forms when the caller passes bf16 copies of the rows (InfonceBf16):
+//                         (mma.sync m16n8k16, f32 accumulation; fragments in kernels/common/mma_frag.h) for
+//                         every form (rows_lse / grad_pass too) when the caller passes bf16 copies of the rows
+//                         (InfonceBf16):
 //                         4 warps x 16 rows a block, 64-column tiles staged in shared memory, the probabilities
 //                         kept in registers as the A operand of P Y, and the gradient's 16 x DP row block
 //                         accumulated in registers (no recompute of S per slice of D). Features padded with
@@ -66,12 +67,13 @@ void infonce_backward(DType dt, const InfonceArgs& a, const void* grad, const vo
 // the SimCLR form, with the per-row mask in place of the diagonal.
 
 // lse (rows) = log sum_{j != mask[i]} exp(x_i . y_j / t); x (rows, D), y (cols, D).
+// tc (dt f32 only): x and y as bf16 operands (InfonceBf16 rows = x, cols = y), on the tensor cores.
 void infonce_rows_lse(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,
-                      const void* y, const int64_t* mask, void* lse);
+                      const void* y, const int64_t* mask, void* lse, const InfonceBf16* tc = nullptr);
 // dx (rows, D) = grad[0] * scale / t * sum_{j != mask[i]} (exp(S_ij - a_i) + exp(S_ij - b_j)) y_j; a (rows) /
 // b (cols) may be null (term absent), +inf entries drop their term; grad: 1 element of dt on the device.
 void infonce_grad_pass(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,
                        const void* y, const int64_t* mask, const void* a, const void* b, const void* grad,
-                       double scale, void* dx);
+                       double scale, void* dx, const InfonceBf16* tc = nullptr);
 
 }  // namespace siam::kernels::cuda

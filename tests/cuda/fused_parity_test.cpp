@@ -285,6 +285,24 @@ TEST(FusedParity, TensorCoreInfonceMatchesCpu) {
                       1, moco, kTolTc);
       }
     }
+  // the other forms on the same kernels (rows_lse and grad_pass with a per-row mask), bf16 inputs
+  for (const NceSize& s : sizes) {
+    const std::string what = "N " + std::to_string(s.n) + " D " + std::to_string(s.d);
+    std::vector<int64_t> lab(static_cast<size_t>(s.n));
+    for (int64_t i = 0; i < s.n; ++i) lab[static_cast<size_t>(i)] = i == 0 ? 1000 : (i * 7) % 5;
+    const Tensor labels = from_vector_i64(lab, {s.n});
+    expect_parity("supcon bf16 (tensor cores) " + what, DType::bf16, {rnd({s.n, s.d}, DType::bf16, 93 + s.n)}, 1,
+                  [=](const std::vector<Tensor>& v) { return supcon(v[0], labels, 0.1, true); }, kTolTc);
+    expect_parity("clip bf16 (tensor cores) " + what, DType::bf16,
+                  {rnd({s.n, s.d}, DType::bf16, 94 + s.n), rnd({s.n, s.d}, DType::bf16, 95 + s.d)}, 2,
+                  [](const std::vector<Tensor>& v) { return clip_loss(v[0], v[1], 0.07, true); }, kTolTc);
+    const int64_t m = 3 * s.n, off = s.n;  // the local rows in the middle of three ranks' rows
+    expect_parity("nt_xent_gathered bf16 (tensor cores) " + what, DType::bf16,
+                  {rnd({s.n, s.d}, DType::bf16, 96 + s.n), rnd({s.n, s.d}, DType::bf16, 97 + s.d),
+                   rnd({m, s.d}, DType::bf16, 98 + s.n), rnd({m, s.d}, DType::bf16, 99 + s.d)},
+                  4, [=](const std::vector<Tensor>& v) { return nt_xent_gathered(v[0], v[1], v[2], v[3], off, 0.1, true); },
+                  kTolTc);
+  }
   // kernel2 ran: the same bf16 call with the tensor cores off (kernel1, f32 products) gives another loss
   const std::vector<Tensor> in = {rnd({37, 64}, DType::bf16, 91).to(kDev), rnd({37, 64}, DType::bf16, 92).to(kDev)};
   const double with_tc = nt_xent(in[0], in[1], 0.1, true).item();
@@ -300,6 +318,7 @@ TEST(FusedParity, TensorCoreInfonceMatchesCpu) {
 // The other InfoNCE forms (kernels/cuda/infonce.h's rows_lse and grad_pass plus engine ops).
 TEST(FusedParity, SupconAndMultiViewNtXentMatchCpu) {
   SIAM_REQUIRE_CUDA();
+  TensorCoresOff kernel1;
   for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : kNceSizes)
       for (bool normalize : {true, false}) {
@@ -321,6 +340,7 @@ TEST(FusedParity, SupconAndMultiViewNtXentMatchCpu) {
 
 TEST(FusedParity, ClipMatchesCpu) {
   SIAM_REQUIRE_CUDA();
+  TensorCoresOff kernel1;
   for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : kNceSizes)
       for (bool normalize : {true, false}) {
@@ -334,6 +354,7 @@ TEST(FusedParity, ClipMatchesCpu) {
 
 TEST(FusedParity, NtXentGatheredMatchesCpu) {
   SIAM_REQUIRE_CUDA();
+  TensorCoresOff kernel1;
   // n local rows per view at `offset` among m gathered rows (world sizes 1 to ~4, the rank anywhere)
   struct G {
     int64_t n, m, offset, d;
