@@ -42,9 +42,18 @@ class PairHub {
       cv_.notify_all();
       return done_;
     }
-    const bool ok = cv_.wait_for(lk, std::chrono::duration<double>(timeout_s_), [&] { return gen_ != gen; });
+    const bool ok =
+        cv_.wait_for(lk, std::chrono::duration<double>(timeout_s_), [&] { return gen_ != gen || aborted_; });
+    SIAM_CHECK(!aborted_ || gen_ != gen, "thread pair: rank ", rank, " stopped in ", op, ": rank ", 1 - rank,
+               " failed");
     SIAM_CHECK(ok, "thread pair: rank ", rank, " waited ", timeout_s_, " s in ", op, " for rank ", 1 - rank);
     return done_;
+  }
+  // A rank failed: its partner stops waiting (and throws) instead of running into the timeout.
+  void abort() {
+    std::lock_guard<std::mutex> lk(mu_);
+    aborted_ = true;
+    cv_.notify_all();
   }
 
  private:
@@ -53,6 +62,7 @@ class PairHub {
   std::condition_variable cv_;
   int arrived_ = 0;
   uint64_t gen_ = 0;
+  bool aborted_ = false;
   std::array<Tensor, 2> slot_, done_;
 };
 
@@ -98,23 +108,28 @@ class PairCommunicator final : public dist::Communicator {
   int rank_;
 };
 
-// Runs fn(comm, rank) for ranks 0 and 1 on two threads; rethrows the first failure (after both have ended).
+// Runs fn(comm, rank) for ranks 0 and 1 on two threads; after both have ended, rethrows the failure that came
+// first (the partner's "rank failed" error only follows it).
 inline void run_pair(const std::function<void(dist::Communicator&, int)>& fn, double timeout_s = 30.0) {
   auto hub = std::make_shared<PairHub>(timeout_s);
-  std::array<std::exception_ptr, 2> err;
+  std::mutex mu;
+  std::exception_ptr first;
   auto body = [&](int rank) {
     try {
       PairCommunicator comm(hub, rank);
       fn(comm, rank);
     } catch (...) {
-      err[rank] = std::current_exception();
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!first) first = std::current_exception();
+      }
+      hub->abort();
     }
   };
   std::thread t1(body, 1);
   body(0);
   t1.join();
-  for (auto& e : err)
-    if (e) std::rethrow_exception(e);
+  if (first) std::rethrow_exception(first);
 }
 
 }  // namespace siam::test

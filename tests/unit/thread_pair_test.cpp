@@ -19,6 +19,19 @@ TEST(ThreadPair, AutogradCollectivesGiveTheGatheredRowsTheSumsAndTheirGradients)
   check_collectives_pair(kCPU, DType::f32, 1e-6);
 }
 
+TEST(ThreadPair, AFailingRankStopsItsPartnerAndItsErrorIsReported) {
+  try {
+    run_pair([](dist::Communicator& comm, int rank) {
+      if (rank == 1) SIAM_FAIL("rank 1 broke");
+      Tensor t = ones({2});
+      comm.all_reduce(t, dist::ReduceOp::sum);  // rank 1 never comes
+    });
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 broke"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ThreadPair, APartnerThatNeverArrivesTimesOut) {
   auto hub = std::make_shared<PairHub>(0.2);
   PairCommunicator comm(hub, 0);
