@@ -127,9 +127,9 @@ Tensor sync_batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const T
   all = all.contiguous();
   const int W = static_cast<int>(all.size(0));
   Tensor mean = empty({C}, f64), invstd = empty({C}, f64), count = empty({1}, f64);
-  kc::sync_bn_merge(dt, W, C, all.data<double>(), eps, momentum,
-                                   rm.defined() ? rm.raw_data() : nullptr, rv.defined() ? rv.raw_data() : nullptr,
-                                   mean.data<double>(), invstd.data<double>(), count.data<double>());
+  kc::sync_bn_merge(dt, W, C, all.data<double>(), eps, momentum, rm.defined() ? rm.raw_data() : nullptr,
+                    rv.defined() ? rv.raw_data() : nullptr, mean.data<double>(), invstd.data<double>(),
+                    count.data<double>());
   if (N * L <= 1) {  // only then can the global count be 1 or less: read it (one host synchronization)
     const double n = count.to(kCPU).item();
     SIAM_CHECK(n > 1, op, ": training needs more than one value per channel over all ranks, got input ",
@@ -142,8 +142,7 @@ Tensor sync_batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const T
   }
   Tensor y = empty(x.shape(), x.options());
   kc::sync_bn_apply(dt, N, C, L, xc.raw_data(), mean.data<double>(), invstd.data<double>(),
-                                   wc.defined() ? wc.raw_data() : nullptr, bc.defined() ? bc.raw_data() : nullptr,
-                                   y.raw_data());
+                    wc.defined() ? wc.raw_data() : nullptr, bc.defined() ? bc.raw_data() : nullptr, y.raw_data());
 
   if (autograd::needs_grad({x, weight, bias})) {
     dist::Communicator* cm = &comm;
@@ -156,16 +155,15 @@ Tensor sync_batch_norm_cuda(const Tensor& x, const Tensor& running_mean, const T
       Tensor gx, gw, gb;
       if (needs[1]) gw = empty({C}, gyc.options());
       if (needs[2]) gb = empty({C}, gyc.options());
-      kc::sync_bn_grad_sums(dt, N, C, L, xc.raw_data(), gyc.raw_data(), mean.data<double>(),
-                                           invstd.data<double>(), sums.data<double>(),
-                                           gw.defined() ? gw.raw_data() : nullptr,
-                                           gb.defined() ? gb.raw_data() : nullptr);
+      kc::sync_bn_grad_sums(dt, N, C, L, xc.raw_data(), gyc.raw_data(), mean.data<double>(), invstd.data<double>(),
+                            sums.data<double>(), gw.defined() ? gw.raw_data() : nullptr,
+                            gb.defined() ? gb.raw_data() : nullptr);
       if (needs[0]) {
         cm->all_reduce(sums, dist::ReduceOp::sum);
         gx = empty(xs, gyc.options());
-        kc::sync_bn_input_grad(dt, N, C, L, xc.raw_data(), gyc.raw_data(), mean.data<double>(),
-                                              invstd.data<double>(), wc.defined() ? wc.raw_data() : nullptr,
-                                              sums.data<double>(), count.data<double>(), gx.raw_data());
+        kc::sync_bn_input_grad(dt, N, C, L, xc.raw_data(), gyc.raw_data(), mean.data<double>(), invstd.data<double>(),
+                               wc.defined() ? wc.raw_data() : nullptr, sums.data<double>(), count.data<double>(),
+                               gx.raw_data());
       }
       return std::vector<Tensor>{gx, gw, gb};
     });
@@ -196,7 +194,8 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
   if (bias.defined()) ops::require_same_dtype(op, x, bias);
 
 #if defined(SIAM_WITH_CUDA)
-  if (x.is_cuda()) return sync_batch_norm_cuda(x, running_mean, running_var, weight, bias, momentum, eps, comm, N, C, L);
+  if (x.is_cuda())
+    return sync_batch_norm_cuda(x, running_mean, running_var, weight, bias, momentum, eps, comm, N, C, L);
 #endif
 
   const DType dt = x.dtype();
