@@ -572,11 +572,13 @@ Tensor clip_loss_cuda(const Tensor& a, const Tensor& b, double temperature, bool
                        Tensor pf = mul(gc, 1.0 / (static_cast<double>(n) * temperature));  // positive terms
                        Tensor da, db;
                        if (need[0]) {
-                         da = sub(grad_pass_cuda(za, zb, Tensor(), la, lb, gc, half_mean, temperature, tc), mul(zb, pf));
+                         da = sub(grad_pass_cuda(za, zb, Tensor(), la, lb, gc, half_mean, temperature, tc),
+                                  mul(zb, pf));
                          da = grad_rows(normalize_backward_cuda(normalize, za, na, da), 0, n, dt);
                        }
                        if (need[1]) {
-                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature, tc), mul(za, pf));
+                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature, tc),
+                                  mul(za, pf));
                          db = grad_rows(normalize_backward_cuda(normalize, zb, nb, db), 0, n, dt);
                        }
                        return std::vector<Tensor>{da, db};

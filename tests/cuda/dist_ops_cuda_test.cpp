@@ -33,7 +33,8 @@ TEST(CudaSyncBatchNorm, OneRankMatchesCpuBatchNorm) {
       Tensor yc = batch_norm(xc, rm_c, rv_c, wc, bc, true, 0.1, 1e-5);
       sum(yc * R).backward();
       Tensor rm_d = zeros({C}).to(dt).to(kDev), rv_d = ones({C}).to(dt).to(kDev);
-      Tensor xd = x.to(kDev).set_requires_grad(), wd = w.to(kDev).set_requires_grad(), bd = b.to(kDev).set_requires_grad();
+      Tensor xd = x.to(kDev).set_requires_grad(), wd = w.to(kDev).set_requires_grad();
+      Tensor bd = b.to(kDev).set_requires_grad();
       Tensor yd = sync_batch_norm(xd, rm_d, rv_d, wd, bd, 0.1, 1e-5, dist::world());
       ASSERT_TRUE(yd.is_cuda()) << what;
       sum(yd * R.to(kDev)).backward();

@@ -209,7 +209,8 @@ void expect_parity(const std::string& what, DType dt, const std::vector<Tensor>&
   const std::vector<Tensor> cpu = run_on(kCPU, in, n_grad, fn), gpu = run_on(kDev, in, n_grad, fn);
   const double t = tolerance > 0 ? tolerance : tol(dt);
   EXPECT_LE(norm_err(gpu[0], cpu[0]), t) << what << ": loss " << gpu[0].item() << " vs " << cpu[0].item();
-  for (size_t i = 1; i < cpu.size(); ++i) EXPECT_LE(norm_err(gpu[i], cpu[i]), t) << what << ": gradient of input " << i - 1;
+  for (size_t i = 1; i < cpu.size(); ++i)
+    EXPECT_LE(norm_err(gpu[i], cpu[i]), t) << what << ": gradient of input " << i - 1;
 }
 
 // Switches kernel2 (bf16 tensor cores) off for a scope: the bf16 cases of the tests below check kernel1 against the
@@ -300,7 +301,10 @@ TEST(FusedParity, TensorCoreInfonceMatchesCpu) {
     expect_parity("nt_xent_gathered bf16 (tensor cores) " + what, DType::bf16,
                   {rnd({s.n, s.d}, DType::bf16, 96 + s.n), rnd({s.n, s.d}, DType::bf16, 97 + s.d),
                    rnd({m, s.d}, DType::bf16, 98 + s.n), rnd({m, s.d}, DType::bf16, 99 + s.d)},
-                  4, [=](const std::vector<Tensor>& v) { return nt_xent_gathered(v[0], v[1], v[2], v[3], off, 0.1, true); },
+                  4,
+                  [=](const std::vector<Tensor>& v) {
+                    return nt_xent_gathered(v[0], v[1], v[2], v[3], off, 0.1, true);
+                  },
                   kTolTc);
   }
   // kernel2 ran: the same bf16 call with the tensor cores off (kernel1, f32 products) gives another loss
