@@ -8,3 +8,11 @@
 #define SIAM_HD
 #define SIAM_HD_INLINE inline
 #endif
+
+// Full unrolling of a fixed-count loop in device code (arrays indexed by the loop stay in registers); nothing on
+// the host.
+#if defined(__CUDA_ARCH__)
+#define SIAM_UNROLL _Pragma("unroll")
+#else
+#define SIAM_UNROLL
+#endif

@@ -50,15 +50,18 @@ SIAM_HD_INLINE uint32_t pack_bf16(float lo, float hi) {
 
 // A fragment of k-step [k0, k0 + 16) from a row-major tile whose row 0 is the fragment's row 0 (ld elements a row).
 SIAM_HD_INLINE void load_a(uint32_t (&a)[4], const uint16_t* tile, int ld, int k0, int lane) {
+  SIAM_UNROLL
   for (int r = 0; r < 4; ++r) a[r] = ld_pair(tile + a_row(lane, r) * ld + k0 + a_col(lane, r));
 }
 // B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) with element (k, n) at t[n * ld + k]: the rows of Y as the
 // columns of B, for S = X Y^T. One 32-bit read a register.
 SIAM_HD_INLINE void load_b_nmajor(uint32_t (&b)[2], const uint16_t* t, int ld, int n0, int k0, int lane) {
+  SIAM_UNROLL
   for (int r = 0; r < 2; ++r) b[r] = ld_pair(t + (n0 + b_n(lane)) * ld + k0 + b_k(lane, r));
 }
 // B fragment with element (k, n) at t[k * ld + n]: Y itself as B, for P Y. Two 16-bit reads a register.
 SIAM_HD_INLINE void load_b_kmajor(uint32_t (&b)[2], const uint16_t* t, int ld, int n0, int k0, int lane) {
+  SIAM_UNROLL
   for (int r = 0; r < 2; ++r) {
     const uint16_t* p = t + (k0 + b_k(lane, r)) * ld + n0 + b_n(lane);
     b[r] = pack2(p[0], p[ld]);

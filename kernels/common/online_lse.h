@@ -43,6 +43,7 @@ template <class T, int N> SIAM_HD_INLINE OnlineLse<T> online_lse_add(OnlineLse<T
                                                                      const bool (&valid)[N]) {
   T mx = st.m;
   bool any = false;
+  SIAM_UNROLL
   for (int k = 0; k < N; ++k)
     if (valid[k]) {
       mx = (!any && st.s == T(0)) || v[k] > mx ? v[k] : mx;
@@ -50,6 +51,7 @@ template <class T, int N> SIAM_HD_INLINE OnlineLse<T> online_lse_add(OnlineLse<T
     }
   if (!any) return st;
   T s = st.s == T(0) ? T(0) : st.s * lse_exp(st.m - mx);
+  SIAM_UNROLL
   for (int k = 0; k < N; ++k)
     if (valid[k]) s += lse_exp(v[k] - mx);
   return {mx, s};

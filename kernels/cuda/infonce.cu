@@ -5,6 +5,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "kernels/common/infonce_tc_math.h"
 #include "kernels/common/mma_frag.h"
 #include "kernels/common/online_lse.h"
 #include "kernels/cuda/check.h"
@@ -283,21 +284,7 @@ __global__ void __launch_bounds__(kTcThreads)
     __syncthreads();
     float s[8][4];
     warp_logits<DP>(xs + warp * 16 * LD, ys, lane, s);
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float v[16];
-      bool ok[16];
-#pragma unroll
-      for (int nb = 0; nb < 8; ++nb)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int e = 2 * h + c;
-          const int64_t j = j0 + nb * 8 + mma::c_col(lane, e);
-          v[2 * nb + c] = s[nb][e] * inv_t;
-          ok[2 * nb + c] = j < cols && j != mc[h];
-        }
-      st[h] = online_lse_add(st[h], v, ok);
-    }
+    tc::lse_update(st, s, j0, cols, mc, inv_t, lane);
   }
   // the 4 lanes of a quad hold the same two rows
 #pragma unroll
@@ -346,17 +333,7 @@ __global__ void __launch_bounds__(kTcThreads)
     __syncthreads();
     float s[8][4];
     warp_logits<DP>(xs + warp * 16 * LD, ys, lane, s);
-#pragma unroll
-    for (int nb = 0; nb < 8; ++nb)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e >> 1;
-        const int64_t j = j0 + nb * 8 + mma::c_col(lane, e);
-        const float v = s[nb][e] * inv_t;
-        const float bj = (b && j < cols) ? b[j] : d_inf<float>();
-        const bool ok = r[h] < rows && j < cols && j != mc[h];
-        s[nb][e] = ok ? lse_exp(v - ai[h]) + lse_exp(v - bj) : 0.f;
-      }
+    tc::probabilities(s, j0, cols, r, rows, mc, ai, b, inv_t, lane);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint32_t pa[4];
