@@ -2,9 +2,9 @@
 // host memory. It lets a test run a cross-rank op (SyncBatchNorm, the gathered losses) with W = 2 on a single
 // device, CUDA included (NCCL cannot put two ranks on one GPU), and compare against one rank on the whole
 // batch. Results are formed in rank order on both ranks (bitwise the same everywhere). A rank that waits longer
-// than the timeout for its partner throws a siam::Error, so a failing test cannot hang.
+// than the timeout for its partner throws a siam::Error, and a rank that fails stops its partner at once, so a
+// failing test cannot hang.
 //
-//   test::ThreadPair pair;
 //   test::run_pair([&](dist::Communicator& comm, int rank) { ... sync_batch_norm(x[rank], ..., comm) ... });
 #pragma once
 #include <array>
