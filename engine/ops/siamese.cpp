@@ -111,15 +111,16 @@ Tensor normalize_backward_cuda(bool normalize, const Tensor& z, const Tensor& no
   return dx;
 }
 
-// The bf16 tensor-core operands of kernels/cuda/infonce.h (kernel2), or undefined tensors when the call does not
-// qualify: f32 rows on a device of compute capability 8.0+, at most kInfonceTcMaxDim features, and bf16 inputs
-// or an autocast scope (the logits are a product, and autocast runs products in bf16: engine/core/autocast.h).
-// rows (and queue) rounded to bf16, zero-padded to infonce_tc_dim(D) features.
+// The bf16 tensor-core operands of kernels/cuda/infonce.h (kernel2): the rows x and the columns y (undefined when
+// y is; the same copy when y is x) rounded to bf16 and zero-padded to infonce_tc_dim(D) features. Built once, in
+// forward (the autocast scope may have ended by backward), and kept for backward.
 struct TcOperands {
   Tensor rows, cols;
-  kernels::cuda::InfonceBf16 ptrs() const {  // all null when undefined
+  bool on() const { return rows.defined(); }
+  TcOperands swapped() const { return {cols, rows}; }  // y against x
+  kernels::cuda::InfonceBf16 ptrs() const {              // all null when off
     kernels::cuda::InfonceBf16 p;
-    if (!rows.defined()) return p;
+    if (!on()) return p;
     p.rows = rows.raw_data();
     p.cols = cols.defined() ? cols.raw_data() : nullptr;
     p.dp = rows.size(1);
@@ -134,24 +135,24 @@ Tensor bf16_padded(const Tensor& x, int64_t dp) {
   return out;
 }
 
-// Whether the InfoNCE products over the prepared rows z take the tensor cores (decided in forward: the autocast
-// scope may have ended by backward).
-bool wants_tc(const Tensor& z, DType input_dtype) {
-  if constexpr (ops::kCudaBuild) {
-    const bool asked = input_dtype == DType::bf16 || (autocast_enabled() && autocast_dtype() == DType::bf16);
-    return asked && z.is_cuda() && z.dtype() == DType::f32 && cuda::infonce_tensor_cores() &&
-           kernels::cuda::infonce_tc_dim(z.size(1)) > 0 && kernels::cuda::infonce_tc_supported(z.device().index);
-  }
-  return false;
-}
-
-TcOperands tc_operands(const Tensor& z, const Tensor& queue, DType input_dtype) {
+// The operands when the call qualifies, else off: f32 rows on a device of compute capability 8.0+, at most
+// kInfonceTcMaxDim features, and bf16 inputs or an autocast scope (the logits are a product, and autocast runs
+// products in bf16: engine/core/autocast.h). y may be undefined or empty (no columns).
+TcOperands tc_operands(const Tensor& x, const Tensor& y, DType input_dtype) {
   TcOperands t;
   if constexpr (ops::kCudaBuild) {
-    if (!wants_tc(z, input_dtype)) return t;
-    const int64_t dp = kernels::cuda::infonce_tc_dim(z.size(1));
-    t.rows = bf16_padded(z, dp);
-    if (queue.defined() && queue.numel() > 0) t.cols = bf16_padded(queue, dp);
+    const bool asked = input_dtype == DType::bf16 || (autocast_enabled() && autocast_dtype() == DType::bf16);
+    const int64_t dp = kernels::cuda::infonce_tc_dim(x.size(1));
+    if (!asked || !x.is_cuda() || x.dtype() != DType::f32 || !cuda::infonce_tensor_cores() || dp == 0 ||
+        !kernels::cuda::infonce_tc_supported(x.device().index))
+      return t;
+    t.rows = bf16_padded(x, dp);
+    const bool same = y.defined() && y.raw_data() == x.raw_data() && y.shape() == x.shape() &&
+                      y.strides() == x.strides();
+    if (same)
+      t.cols = t.rows;
+    else if (y.defined() && y.numel() > 0)
+      t.cols = bf16_padded(y, dp);
   }
   return t;
 }
@@ -436,46 +437,30 @@ Tensor values_on(const std::vector<double>& v, const TensorOptions& opts) {
   return from_vector(v, {static_cast<int64_t>(v.size())}, TensorOptions(opts.dtype)).to(opts.device);
 }
 
-// The bf16 operands of x and y for the tensor cores (y may be x itself: one copy).
-TcOperands tc_pair(const Tensor& x, const Tensor& y) {
-  TcOperands t;
-  const int64_t dp = kernels::cuda::infonce_tc_dim(x.size(1));
-  t.rows = bf16_padded(x, dp);
-  const bool same = y.raw_data() == x.raw_data() && y.shape() == x.shape() && y.strides() == x.strides();
-  t.cols = same ? t.rows : bf16_padded(y, dp);
-  return t;
-}
-
-// lse (rows) of x against y with each row's masked column (mask undefined: none). tc: on the tensor cores
-// (wants_tc, decided by the caller in forward).
-Tensor rows_lse_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, double t, bool tc) {
+// lse (rows) of x against y with each row's masked column (mask undefined: none); tc: the bf16 operands of
+// (x, y), or off.
+Tensor rows_lse_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, double t, const TcOperands& tc) {
   Tensor lse = empty({x.size(0)}, x.options());
-  TcOperands bf;
-  if constexpr (ops::kCudaBuild)
-    if (tc) bf = tc_pair(x, y);
-  const kernels::cuda::InfonceBf16 tp = bf.ptrs();
+  const kernels::cuda::InfonceBf16 tp = tc.ptrs();
   SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
                  kernels::cuda::infonce_rows_lse(
                      x.dtype(), x.size(0), y.size(0), x.size(1), t, x.raw_data(), y.raw_data(),
                      mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr, lse.raw_data(),
-                     tc ? &tp : nullptr));
+                     tc.on() ? &tp : nullptr));
   return lse;
 }
 
 // grad[0] * scale / t * sum_{j unmasked} (exp(S_ij - a_i) + exp(S_ij - b_j)) y_j; a, b undefined: term absent.
 Tensor grad_pass_cuda(const Tensor& x, const Tensor& y, const Tensor& mask, const Tensor& a, const Tensor& b,
-                      const Tensor& grad, double scale, double t, bool tc) {
+                      const Tensor& grad, double scale, double t, const TcOperands& tc) {
   Tensor dx = empty(x.shape(), x.options());
-  TcOperands bf;
-  if constexpr (ops::kCudaBuild)
-    if (tc) bf = tc_pair(x, y);
-  const kernels::cuda::InfonceBf16 tp = bf.ptrs();
+  const kernels::cuda::InfonceBf16 tp = tc.ptrs();
   SIAM_CUDA_ONLY(cuda::DeviceGuard g(x.device().index);
                  kernels::cuda::infonce_grad_pass(
                      x.dtype(), x.size(0), y.size(0), x.size(1), t, x.raw_data(), y.raw_data(),
                      mask.defined() ? static_cast<const int64_t*>(mask.raw_data()) : nullptr,
                      a.defined() ? a.raw_data() : nullptr, b.defined() ? b.raw_data() : nullptr, grad.raw_data(),
-                     scale, dx.raw_data(), tc ? &tp : nullptr));
+                     scale, dx.raw_data(), tc.on() ? &tp : nullptr));
   return dx;
 }
 
@@ -511,7 +496,7 @@ Tensor multi_positive_cuda(const char* op, const std::vector<Tensor>& parts, con
     coef[i] = np > 0 ? 2.0 / (static_cast<double>(R) * temperature * np) : 0.0;           // positive gradient
   }
   Tensor mask = i64_on(self, dev), cls = i64_on(id, dev);
-  const bool tc = wants_tc(z, dt);
+  const TcOperands tc = tc_operands(z, z, dt);
   Tensor lse = rows_lse_cuda(z, z, mask, temperature, tc);  // (M)
   Tensor out, zc_rows;                                  // [], (M, D) the class sum of each row's class
   {
@@ -554,8 +539,9 @@ Tensor clip_loss_cuda(const Tensor& a, const Tensor& b, double temperature, bool
   Tensor za = prepare_rows_cuda(stack_rows({a}, cdt), normalize, &na);  // (N, D)
   Tensor zb = prepare_rows_cuda(stack_rows({b}, cdt), normalize, &nb);  // (N, D)
   const int64_t n = za.size(0);
-  const bool tc = wants_tc(za, dt);
-  Tensor la = rows_lse_cuda(za, zb, Tensor(), temperature, tc), lb = rows_lse_cuda(zb, za, Tensor(), temperature, tc);
+  const TcOperands tc = tc_operands(za, zb, dt);
+  Tensor la = rows_lse_cuda(za, zb, Tensor(), temperature, tc);
+  Tensor lb = rows_lse_cuda(zb, za, Tensor(), temperature, tc.swapped());
   Tensor out;
   {
     NoGradGuard ng;
@@ -577,7 +563,7 @@ Tensor clip_loss_cuda(const Tensor& a, const Tensor& b, double temperature, bool
                          da = grad_rows(normalize_backward_cuda(normalize, za, na, da), 0, n, dt);
                        }
                        if (need[1]) {
-                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature, tc),
+                         db = sub(grad_pass_cuda(zb, za, Tensor(), lb, la, gc, half_mean, temperature, tc.swapped()),
                                   mul(za, pf));
                          db = grad_rows(normalize_backward_cuda(normalize, zb, nb, db), 0, n, dt);
                        }
@@ -607,7 +593,7 @@ Tensor nt_xent_gathered_cuda(const Tensor& z1, const Tensor& z2, const Tensor& g
     pos_t[static_cast<size_t>(pos[static_cast<size_t>(r)])] = r;
   }
   Tensor own_d = i64_on(own, dev), pos_d = i64_on(pos, dev), own_t_d = i64_on(own_t, dev), pos_t_d = i64_on(pos_t, dev);
-  const bool tc = wants_tc(x, dt);
+  const TcOperands tc = tc_operands(x, gz, dt);
   Tensor lse = rows_lse_cuda(x, gz, own_d, temperature, tc);  // (2n)
   Tensor out, gp;                                         // [], (2n, D) each row's positive column
   {
@@ -632,7 +618,7 @@ Tensor nt_xent_gathered_cuda(const Tensor& z1, const Tensor& z2, const Tensor& g
             if (need[1]) grads[1] = grad_rows(dx, n, n, dt);
           }
           if (need[2] || need[3]) {
-            Tensor dg = grad_pass_cuda(gz, x, own_t_d, Tensor(), lse, gc, scale, temperature, tc);
+            Tensor dg = grad_pass_cuda(gz, x, own_t_d, Tensor(), lse, gc, scale, temperature, tc.swapped());
             // dg_pos(r) -= pf x_r: the local rows gathered into column order, a zero row for the others
             Tensor x0 = cat({x, zeros({1, d}, x.options())}, 0);
             dg = sub(dg, mul(index_select(x0, 0, pos_t_d), pf));
