@@ -256,20 +256,48 @@ __device__ __forceinline__ void warp_logits(const uint16_t* xw, const uint16_t* 
   }
 }
 
+// The block's shared tiles and this lane's place in them, common to both kernel2 passes: xs holds the block's 64
+// rows of x (staged here; the first tile step's barrier publishes them), ys a 64-row tile of y, xw this warp's 16
+// rows of xs, r the lane's two rows (group and group + 8 of the warp's).
+template <int DP> struct TcWarp {
+  static constexpr int LD = DP + 8;
+  uint16_t* xs;
+  uint16_t* ys;
+  const uint16_t* xw;
+  int lane;
+  int64_t r[2];
+
+  __device__ __forceinline__ TcWarp(unsigned char* smem, const uint16_t* __restrict__ x, int64_t rows) {
+    xs = reinterpret_cast<uint16_t*>(smem);
+    ys = xs + kTcRows * LD;
+    const int warp = threadIdx.x >> 5;
+    lane = threadIdx.x & 31;
+    xw = xs + warp * 16 * LD;
+    const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTcRows;
+    stage_bf16_rows<DP>(xs, x, rows, i0);
+    r[0] = i0 + warp * 16 + mma::group(lane);
+    r[1] = r[0] + 8;
+  }
+
+  // Stages the column tile [j0, j0 + 64) of y and forms this warp's S tile s (x y^T, unscaled).
+  __device__ __forceinline__ void logits(const uint16_t* __restrict__ y, int64_t cols, int64_t j0, float (&s)[8][4]) {
+    __syncthreads();  // the previous tile is consumed (and, the first time, xs is staged)
+    stage_bf16_rows<DP>(ys, y, cols, j0);
+    __syncthreads();
+    warp_logits<DP>(xw, ys, lane, s);
+  }
+};
+
 // infonce_lse_kernel1's contract with bf16 operands (x rows, y cols, each DP wide) and f32 results.
 template <int DP>
 __global__ void __launch_bounds__(kTcThreads)
     infonce_lse_kernel2(int64_t rows, int64_t cols, float inv_t, const uint16_t* __restrict__ x,
                         const uint16_t* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
                         const float* __restrict__ init, float* __restrict__ lse) {
-  constexpr int LD = DP + 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  uint16_t* xs = reinterpret_cast<uint16_t*>(tc_smem);
-  uint16_t* ys = xs + kTcRows * LD;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTcRows;
-  stage_bf16_rows<DP>(xs, x, rows, i0);
-  const int64_t r[2] = {i0 + warp * 16 + mma::group(lane), i0 + warp * 16 + mma::group(lane) + 8};
+  TcWarp<DP> w(tc_smem, x, rows);
+  const int lane = w.lane;
+  const int64_t(&r)[2] = w.r;
   OnlineLse<float> st[2];
   int64_t mc[2];
 #pragma unroll
@@ -279,11 +307,8 @@ __global__ void __launch_bounds__(kTcThreads)
     mc[h] = masked_col(r[h], rows, mask_diag, mask);
   }
   for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {
-    __syncthreads();  // the previous tile is consumed (and, the first time, xs is staged)
-    stage_bf16_rows<DP>(ys, y, cols, j0);
-    __syncthreads();
     float s[8][4];
-    warp_logits<DP>(xs + warp * 16 * LD, ys, lane, s);
+    w.logits(y, cols, j0, s);
     tc::lse_update(st, s, j0, cols, mc, inv_t, lane);
   }
   // the 4 lanes of a quad hold the same two rows
@@ -309,14 +334,11 @@ __global__ void __launch_bounds__(kTcThreads)
                          const uint16_t* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
                          const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ grad,
                          float inv_m, float* __restrict__ dx) {
-  constexpr int LD = DP + 8, ND = DP / 8;
+  constexpr int LD = TcWarp<DP>::LD, ND = DP / 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  uint16_t* xs = reinterpret_cast<uint16_t*>(tc_smem);
-  uint16_t* ys = xs + kTcRows * LD;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTcRows;
-  stage_bf16_rows<DP>(xs, x, rows, i0);
-  const int64_t r[2] = {i0 + warp * 16 + mma::group(lane), i0 + warp * 16 + mma::group(lane) + 8};
+  TcWarp<DP> w(tc_smem, x, rows);
+  const int lane = w.lane;
+  const int64_t(&r)[2] = w.r;
   float ai[2];
   int64_t mc[2];
 #pragma unroll
@@ -328,11 +350,8 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
   for (int nd = 0; nd < ND; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
   for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {
-    __syncthreads();
-    stage_bf16_rows<DP>(ys, y, cols, j0);
-    __syncthreads();
     float s[8][4];
-    warp_logits<DP>(xs + warp * 16 * LD, ys, lane, s);
+    w.logits(y, cols, j0, s);
     tc::probabilities(s, j0, cols, r, rows, mc, ai, b, inv_t, lane);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -341,7 +360,7 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
       for (int nd = 0; nd < ND; ++nd) {
         uint32_t bf[2];
-        mma::load_b_kmajor(bf, ys, LD, nd * 8, kk * 16, lane);
+        mma::load_b_kmajor(bf, w.ys, LD, nd * 8, kk * 16, lane);
         mma_bf16_16816(acc[nd], pa, bf);
       }
     }
