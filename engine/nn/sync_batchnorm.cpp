@@ -233,12 +233,12 @@ Tensor sync_batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor
     const double unbias = count / (count - 1);
     if (running_mean.defined()) {
       auto rm = running_mean.to_vector<double>();
-      for (int64_t c = 0; c < C; ++c) rm[c] = (1.0 - momentum) * rm[c] + momentum * (*mean)[c];
+      for (int64_t c = 0; c < C; ++c) rm[c] = kernels::sync_bn_running(rm[c], (*mean)[c], momentum);
       Tensor(running_mean).copy_(from_vector(rm, {C}, DType::f64));
     }
     if (running_var.defined()) {
       auto rv = running_var.to_vector<double>();
-      for (int64_t c = 0; c < C; ++c) rv[c] = (1.0 - momentum) * rv[c] + momentum * var[c] * unbias;
+      for (int64_t c = 0; c < C; ++c) rv[c] = kernels::sync_bn_running(rv[c], var[c] * unbias, momentum);
       Tensor(running_var).copy_(from_vector(rv, {C}, DType::f64));
     }
   }

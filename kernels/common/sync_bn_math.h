@@ -36,6 +36,12 @@ SIAM_HD_INLINE void sync_bn_merge(const double* all, int world, int64_t C, int64
   var = m2 / count;
 }
 
+// A running statistic after a training step: (1 - momentum) running + momentum stat (the variance passes its
+// unbiased value, var count / (count - 1)), in double.
+SIAM_HD_INLINE double sync_bn_running(double running, double stat, double momentum) {
+  return (1.0 - momentum) * running + momentum * stat;
+}
+
 // gx of one element: g the incoming gradient, x the input, scale = w invstd, mg = g_b / count, mgx = g_w / count.
 SIAM_HD_INLINE double sync_bn_input_grad(double g, double x, double mean, double invstd, double scale, double mg,
                                          double mgx) {

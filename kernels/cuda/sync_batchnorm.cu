@@ -59,8 +59,9 @@ __global__ void sync_bn_merge_kernel1(int world, int64_t C, const double* __rest
   invstd[c] = 1.0 / sqrt(v + eps);
   if (c == 0) *count = n;
   // as the CPU: running = (1 - momentum) running + momentum stat in double, the variance unbiased
-  if (rm) rm[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rm[c]) + momentum * m);
-  if (rv) rv[c] = static_cast<T>((1.0 - momentum) * static_cast<double>(rv[c]) + momentum * v * (n / (n - 1)));
+  if (rm) rm[c] = static_cast<T>(kernels::sync_bn_running(static_cast<double>(rm[c]), m, momentum));
+  if (rv)
+    rv[c] = static_cast<T>(kernels::sync_bn_running(static_cast<double>(rv[c]), v * (n / (n - 1)), momentum));
 }
 
 template <class T>
