@@ -1,5 +1,6 @@
 #include <cstdlib>
 
+#include "engine/core/cuda_health.h"
 #include "engine/core/device.h"
 #include "engine/core/dtype.h"
 #include "engine/core/error.h"
@@ -57,6 +58,8 @@ std::string Device::str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_st
 #if !defined(SIAM_WITH_CUDA)
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
+std::string cuda_sticky_error() { return {}; }
+std::string cuda_unavailable_reason() { return "built without CUDA (SIAM_CUDA=OFF, or no nvcc)"; }
 #endif
 
 }  // namespace siam

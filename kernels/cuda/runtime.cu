@@ -2,6 +2,9 @@
 // (allocator.cu), copies are cudaMemcpyAsync on the current stream (stream.cu).
 #include <cuda_runtime.h>
 
+#include <string>
+
+#include "engine/core/cuda_health.h"
 #include "engine/core/device.h"
 #include "kernels/cuda/allocator.h"
 #include "kernels/cuda/check.h"
@@ -10,17 +13,30 @@
 
 namespace siam::cuda {
 
-int device_count() {
-  static const int n = [] {
-    int k = 0;
-    if (cudaGetDeviceCount(&k) != cudaSuccess) {
+namespace {
+struct DeviceCount {
+  int n = 0;
+  std::string error;  // why n is 0
+};
+
+const DeviceCount& devices() {
+  static const DeviceCount c = [] {
+    DeviceCount r;
+    const cudaError_t e = cudaGetDeviceCount(&r.n);
+    if (e != cudaSuccess) {
       (void)cudaGetLastError();  // clear the sticky "no driver" error
-      return 0;
+      r.n = 0;
+      r.error = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+    } else if (r.n == 0) {
+      r.error = "cudaGetDeviceCount found no device";
     }
-    return k;
+    return r;
   }();
-  return n;
+  return c;
 }
+}  // namespace
+
+int device_count() { return devices().n; }
 
 void* device_alloc(size_t nbytes, int device) { return caching_alloc(nbytes, device, nullptr); }
 
@@ -54,4 +70,30 @@ void copy_peer(void* dst, int dst_device, const void* src, int src_device, size_
 namespace siam {
 bool cuda_available() { return cuda::device_count() > 0; }
 int cuda_device_count() { return cuda::device_count(); }
+
+std::string cuda_unavailable_reason() { return cuda::devices().error; }
+
+std::string cuda_sticky_error() {
+  auto describe = [](cudaError_t e) {
+    return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")";
+  };
+  const int n = cuda::device_count();
+  if (n == 0) return {};
+  int prev = 0;
+  (void)cudaGetDevice(&prev);
+  std::string error;
+  for (int d = 0; d < n && error.empty(); ++d) {
+    if (cudaSetDevice(d) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
+      // Either an error of an earlier call that is not sticky (cleared by cudaGetLastError) or a poisoned
+      // context, which keeps failing.
+      (void)cudaGetLastError();
+      cudaError_t e = cudaSetDevice(d);
+      if (e == cudaSuccess) e = cudaDeviceSynchronize();
+      if (e != cudaSuccess) error = "cuda:" + std::to_string(d) + ": " + describe(e);
+    }
+  }
+  (void)cudaSetDevice(prev);
+  if (error.empty()) (void)cudaGetLastError();
+  return error;
+}
 }  // namespace siam
