@@ -4,6 +4,7 @@
 #include "kernels/cpu/random.h"
 #if defined(SIAM_WITH_CUDA)
 #include "kernels/cuda/random.h"
+#include "kernels/cuda/stream.h"
 #endif
 
 namespace siam {
@@ -20,6 +21,7 @@ Tensor uniform(const Shape& shape, double lo, double hi, TensorOptions opts, Gen
   if (opts.device.is_cuda() && opts.dtype == DType::f32) {
     Tensor t = empty(shape, TensorOptions(opts.dtype, opts.device));
     uint64_t off = g.advance(static_cast<uint64_t>(t.numel()));
+    cuda::DeviceGuard dg(opts.device.index);  // the kernel runs on the current device's stream
     kernels::cuda::fill_uniform_f32(t.data<float>(), t.numel(), g.seed(), kStreamTensor, off, lo, hi);
     if (opts.requires_grad) t.set_requires_grad(true);
     return t;
@@ -41,6 +43,7 @@ Tensor normal(const Shape& shape, double mean, double std, TensorOptions opts, G
   if (opts.device.is_cuda() && opts.dtype == DType::f32) {
     Tensor t = empty(shape, TensorOptions(opts.dtype, opts.device));
     uint64_t off = g.advance(static_cast<uint64_t>(t.numel()));
+    cuda::DeviceGuard dg(opts.device.index);
     kernels::cuda::fill_normal_f32(t.data<float>(), t.numel(), g.seed(), kStreamTensor, off, mean, std);
     if (opts.requires_grad) t.set_requires_grad(true);
     return t;

@@ -37,9 +37,10 @@ class Storage {
 };
 
 // Byte copies between any two devices (host<->device when the CUDA backend is built), on the current stream
-// of the CUDA device involved. non_blocking = false returns once the bytes are in place; true lets a device
-// to host copy run on after the call (the caller synchronizes the stream before reading; only sensible into
-// pinned memory). Host to device copies never read the source after the call returns.
+// of the CUDA device involved. non_blocking = false returns once the bytes are in place; true lets a copy
+// into or out of pinned memory run on after the call (the caller synchronizes the stream before reading the
+// destination or writing the source; Tensor::to records the pinned block's stream). From pageable memory a
+// host to device copy never reads the source after the call returns.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes, bool non_blocking = false);
 
 // 64-byte aligned host allocation (what CPU storages use), through a caching allocator:

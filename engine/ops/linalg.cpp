@@ -142,7 +142,8 @@ void batched_gemm(const Tensor& a, const Tensor& b, Tensor& out) {
         p.a = static_cast<const char*>(a.raw_data()) + batch_offset(a, bi) * ea;
         p.b = static_cast<const char*>(b.raw_data()) + batch_offset(b, bi) * ea;
         p.d = static_cast<char*>(out.raw_data()) + bi * n * m * eo;
-        kernels::cuda::gemm(p, scratch.fn());
+        detail::DeviceScratch item(out.device());  // freed once enqueued (stream-ordered): no batch x workspace
+        kernels::cuda::gemm(p, item.fn());
       }
     }
     return;

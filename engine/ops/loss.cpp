@@ -87,12 +87,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
   SIAM_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0, "cross_entropy: label_smoothing ", label_smoothing,
              " outside [0, 1]");
   const int64_t n = logits.size(0), c = logits.size(1);
-  Tensor logp = log_softmax(logits, 1);
   Tensor per_item;
   if (target.dtype() == DType::i64 || target.dtype() == DType::i32) {
     SIAM_CHECK(target.dim() == 1 && target.size(0) == n, "cross_entropy: class-index target must be (N) = (", n,
                "), got ", shape_str(target.shape()));
     if (logits.is_cuda()) return reduce_loss(cross_entropy_cuda(logits, target, label_smoothing), reduction);
+    Tensor logp = log_softmax(logits, 1);
     Tensor t = target.to(DType::i64);
     Tensor nll = neg(gather(logp, 1, t.unsqueeze(1)).squeeze(1));  // gather checks the index range
     per_item = label_smoothing > 0 ? add(mul(nll, 1.0 - label_smoothing), mul(neg(mean(logp, {1})), label_smoothing))
@@ -103,7 +103,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
     ops::require_same_dtype("cross_entropy", logits, target);
     Tensor t = label_smoothing > 0 ? add(mul(target, 1.0 - label_smoothing), label_smoothing / static_cast<double>(c))
                                    : target;
-    per_item = neg(sum(mul(t, logp), {1}));
+    per_item = neg(sum(mul(t, log_softmax(logits, 1)), {1}));
   }
   return reduce_loss(per_item, reduction);
 }

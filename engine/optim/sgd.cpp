@@ -94,6 +94,7 @@ void SGD::flush(const ParamGroup& group) {
   std::vector<int64_t> n32, n64;
   CudaList c32, c64;
   const bool mom = group.momentum != 0;
+  std::vector<size_t> created;  // the parameters whose momentum buffer this pass creates
   for (Pending& e : pending_) {
     Tensor* buf = nullptr;
     bool init = false;
@@ -103,6 +104,7 @@ void SGD::flush(const ParamGroup& group) {
       if (it == st.end()) {
         it = st.emplace("momentum_buffer", empty(e.p.shape(), e.p.options())).first;  // written by the pass
         init = true;
+        created.push_back(e.index);
       }
       buf = &it->second;
     }
@@ -125,26 +127,32 @@ void SGD::flush(const ParamGroup& group) {
       n64.push_back(e.p.numel());
     }
   }
-  kc::MtSgdArgs a;
-  a.lr = group.lr;
-  a.weight_decay = group.weight_decay;
-  a.momentum = group.momentum;
-  a.dampening = opt_.dampening;
-  a.nesterov = opt_.nesterov;
-  sgd_pass<float>(p32, g32, b32, i32, n32, a);
-  sgd_pass<double>(p64, g64, b64, i64, n64, a);
-  kernels::cuda::MtCudaSgdArgs ca;
-  ca.lr = a.lr;
-  ca.weight_decay = a.weight_decay;
-  ca.momentum = a.momentum;
-  ca.dampening = a.dampening;
-  ca.nesterov = a.nesterov;
-  for (const CudaList* c : {&c32, &c64}) {
-    if (c->numel.empty()) continue;
-    const DType dt = c == &c32 ? DType::f32 : DType::f64;
-    SIAM_CUDA_ONLY(cuda::DeviceGuard g(c->device); kernels::cuda::mt_sgd(
-                       dt, static_cast<int64_t>(c->numel.size()), ca, c->p.data(), c->g.data(),
-                       mom ? c->buf.data() : nullptr, mom ? c->init.data() : nullptr, c->numel.data()));
+  // A pass that fails leaves no buffer behind: one left unwritten would count as initialized at the next step.
+  try {
+    kc::MtSgdArgs a;
+    a.lr = group.lr;
+    a.weight_decay = group.weight_decay;
+    a.momentum = group.momentum;
+    a.dampening = opt_.dampening;
+    a.nesterov = opt_.nesterov;
+    sgd_pass<float>(p32, g32, b32, i32, n32, a);
+    sgd_pass<double>(p64, g64, b64, i64, n64, a);
+    kernels::cuda::MtCudaSgdArgs ca;
+    ca.lr = a.lr;
+    ca.weight_decay = a.weight_decay;
+    ca.momentum = a.momentum;
+    ca.dampening = a.dampening;
+    ca.nesterov = a.nesterov;
+    for (const CudaList* c : {&c32, &c64}) {
+      if (c->numel.empty()) continue;
+      const DType dt = c == &c32 ? DType::f32 : DType::f64;
+      SIAM_CUDA_ONLY(cuda::DeviceGuard g(c->device); kernels::cuda::mt_sgd(
+                         dt, static_cast<int64_t>(c->numel.size()), ca, c->p.data(), c->g.data(),
+                         mom ? c->buf.data() : nullptr, mom ? c->init.data() : nullptr, c->numel.data()));
+    }
+  } catch (...) {
+    for (size_t i : created) state(i).erase("momentum_buffer");
+    throw;
   }
 }
 

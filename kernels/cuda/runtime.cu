@@ -50,7 +50,9 @@ void copy_bytes(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t
   DeviceGuard g(device);
   cudaStream_t s = static_cast<cudaStream_t>(current_stream(device));
   SIAM_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, s));
-  if (synchronous && !dst_cuda) SIAM_CUDA_CHECK(cudaStreamSynchronize(s));
+  // Host to device too: from pinned memory the copy may still be reading the source when cudaMemcpyAsync returns
+  // (from pageable memory the driver has already synchronized the stream and staged the bytes).
+  if (synchronous && !(dst_cuda && src_cuda)) SIAM_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void copy_peer(void* dst, int dst_device, const void* src, int src_device, size_t nbytes) {

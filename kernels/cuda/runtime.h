@@ -10,10 +10,10 @@ int device_count();  // 0 when no driver or device is present (never throws)
 void* device_alloc(size_t nbytes, int device);
 void device_free(void* p, int device) noexcept;
 // Copies on `device`'s current stream (cudaMemcpyAsync). With synchronous = true the call returns once the
-// bytes have arrived (the stream is synchronized when the destination is host memory); otherwise a device
-// to host copy into pinned memory may still be running when it returns (synchronize the stream before
-// reading). Host to device copies from pageable memory are staged by the driver and never read the source
-// after the call returns.
+// bytes have arrived (the stream is synchronized whenever host memory is involved, as PyTorch's blocking
+// copies do); otherwise a copy from or into pinned memory may still be running when it returns (synchronize
+// the stream, or record an event, before reading the destination or writing the source). Host to device
+// copies from pageable memory are staged by the driver and never read the source after the call returns.
 void copy_bytes(void* dst, bool dst_cuda, const void* src, bool src_cuda, size_t nbytes, int device = 0,
                 bool synchronous = true);
 // Copy between two devices (peer copy on the destination's current stream).

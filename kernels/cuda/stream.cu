@@ -82,7 +82,11 @@ StreamHandle create_stream(bool non_blocking, int priority) {
   return s;
 }
 void destroy_stream(StreamHandle stream) {
-  if (stream) SIAM_CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(stream)));
+  if (!stream) return;
+  // The allocator keeps this stream's free blocks under its handle, which a later stream may get again: let the
+  // stream's work end first, so that such a stream never reuses a block the old one is still using.
+  SIAM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+  SIAM_CUDA_CHECK(cudaStreamDestroy(static_cast<cudaStream_t>(stream)));
 }
 void synchronize_stream(StreamHandle stream) {
   SIAM_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));

@@ -58,7 +58,9 @@ __global__ void sync_bn_merge_kernel1(int world, int64_t C, const double* __rest
   mean[c] = m;
   invstd[c] = 1.0 / sqrt(v + eps);
   if (c == 0) *count = n;
-  // as the CPU: running = (1 - momentum) running + momentum stat in double, the variance unbiased
+  // as the CPU: running = (1 - momentum) running + momentum stat in double, the variance unbiased. Not with one
+  // value or none in all (the host then throws, and the CPU leaves the running statistics as they were).
+  if (n <= 1) return;
   if (rm) rm[c] = static_cast<T>(kernels::sync_bn_running(static_cast<double>(rm[c]), m, momentum));
   if (rv)
     rv[c] = static_cast<T>(kernels::sync_bn_running(static_cast<double>(rv[c]), v * (n / (n - 1)), momentum));

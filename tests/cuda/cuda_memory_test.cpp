@@ -8,6 +8,7 @@
 
 #include "engine/core/random.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/linalg.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
 #include "engine/tensor.h"
@@ -109,6 +110,21 @@ TEST(CudaTransfer, PinnedAsyncRoundTrip) {
   EXPECT_EQ(back.to_vector<float>(), mul(x, 2.0).to_vector<float>());
   Tensor q = empty({16}, TensorOptions().with_pinned(true));
   EXPECT_TRUE(q.is_pinned());
+}
+
+// A blocking copy from pinned memory returns once the bytes are on the device, as PyTorch's does: writing the
+// source right after it must not change what arrived, also when the copy was queued behind a long product.
+TEST(CudaTransfer, BlockingCopyFromPinnedMemoryHasReadItsSourceWhenItReturns) {
+  SIAM_REQUIRE_CUDA();
+  Tensor a = randn({4096, 4096}).to(kDev);
+  Tensor p = full({1 << 20}, 1.0).pin_memory();
+  ASSERT_TRUE(p.is_pinned());
+  Tensor busy = matmul(a, a);  // milliseconds of work queued ahead of the copy
+  Tensor d = p.to(kDev);
+  p.fill_(2.0);
+  EXPECT_EQ(max(d).to(kCPU).item(), 1.0);
+  EXPECT_EQ(min(d, {0}).to(kCPU).item(), 1.0);
+  EXPECT_EQ(busy.size(0), 4096);
 }
 
 TEST(CudaTransfer, BlockingCopiesAndDtypeConversions) {

@@ -59,12 +59,16 @@ TEST(CudaSyncBatchNorm, TwoThreadRanksOnOneGpuMatchCpuBatchNormOnTheWholeBatch) 
 TEST(CudaSyncBatchNorm, OneValuePerChannelInAllIsAClearError) {
   SIAM_REQUIRE_CUDA();
   Tensor x = ones({1, 3}).to(kDev);
+  Tensor rm = full({3}, 0.5).to(kDev), rv = full({3}, 2.0).to(kDev);
   try {
-    sync_batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), 0.1, 1e-5, dist::world());
+    sync_batch_norm(x, rm, rv, Tensor(), Tensor(), 0.1, 1e-5, dist::world());
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("more than one value per channel"), std::string::npos) << e.what();
   }
+  // as on the CPU, the running statistics are left as they were (not 0/0 and 0 * inf)
+  EXPECT_EQ(rm.to(kCPU).to_vector<double>(), std::vector<double>(3, 0.5));
+  EXPECT_EQ(rv.to(kCPU).to_vector<double>(), std::vector<double>(3, 2.0));
 }
 
 TEST(CudaCollectives, AutogradCollectivesOverTwoThreadRanksOnOneGpu) {

@@ -215,9 +215,15 @@ void expect_parity(const std::string& what, DType dt, const std::vector<Tensor>&
 
 // Switches kernel2 (bf16 tensor cores) off for a scope: the bf16 cases of the tests below check kernel1 against the
 // CPU at the bf16 tolerance; FusedParity.TensorCoreInfonceMatchesCpu checks kernel2.
+// Restores the setting it found (off stays off under SIAM_INFONCE_TC=0).
 struct TensorCoresOff {
-  TensorCoresOff() { cuda::set_infonce_tensor_cores(false); }
-  ~TensorCoresOff() { cuda::set_infonce_tensor_cores(true); }
+  TensorCoresOff() : was_(cuda::infonce_tensor_cores()) { cuda::set_infonce_tensor_cores(false); }
+  ~TensorCoresOff() { cuda::set_infonce_tensor_cores(was_); }
+  TensorCoresOff(const TensorCoresOff&) = delete;
+  TensorCoresOff& operator=(const TensorCoresOff&) = delete;
+
+ private:
+  bool was_;
 };
 
 TEST(FusedParity, NtXentMatchesCpu) {
@@ -272,13 +278,21 @@ TEST(FusedParity, TensorCoreInfonceMatchesCpu) {
         AutocastGuard ac(DType::bf16);
         return nt_xent(v[0], v[1], t, normalize);
       };
-      expect_parity("nt_xent f32 under autocast " + what, DType::f32,
-                    {rnd({s.n, s.d}, DType::f32, 83 + s.n), rnd({s.n, s.d}, DType::f32, 84 + s.d)}, 2, nce_autocast,
-                    kTolTc);
+      // Not at N 1 D 1 unnormalized: two rows, one column each, so the CPU's loss and gradient are exactly 0
+      // (lse = the positive), while kernel2 takes lse from the bf16 product and the positive from the f32 rows
+      // (about 5e-4 apart): a difference of two roundings, not an error, which the relative bound cannot take.
+      if (normalize || s.n > 1)
+        expect_parity("nt_xent f32 under autocast " + what, DType::f32,
+                      {rnd({s.n, s.d}, DType::f32, 83 + s.n), rnd({s.n, s.d}, DType::f32, 84 + s.d)}, 2, nce_autocast,
+                      kTolTc);
       for (int64_t k : {int64_t(0), int64_t(7), int64_t(130)}) {
+        // Unnormalized raw randn rows have logits of size sqrt(D) / t: at t 0.2 their bf16 rounding moves them by
+        // 0.1 to 0.5, as much as the gaps between the largest, so the softmax itself changes (up to 15 % in a
+        // simulation). t 2.0, as for nt_xent, keeps the test on the kernel's error.
+        const double tm = normalize ? 0.2 : 2.0;
         auto moco = [=](const std::vector<Tensor>& v) {
           AutocastGuard ac(DType::bf16);
-          return moco_infonce(v[0], v[1], v[2], 0.2, normalize);
+          return moco_infonce(v[0], v[1], v[2], tm, normalize);
         };
         expect_parity("moco_infonce f32 under autocast K " + std::to_string(k) + " " + what, DType::f32,
                       {rnd({s.n, s.d}, DType::f32, 85 + s.n), rnd({s.n, s.d}, DType::f32, 86 + s.d),
