@@ -60,6 +60,16 @@ def exit_reason(rc):
     return {86: "hung", 87: "sticky CUDA error", 88: "uncaught exception"}.get(rc, f"exit code {rc}")
 
 
+def print_tail(path, n):
+    """The last n lines of a log, into run.log and the caller's output."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = f.readlines()[-n:]
+    except OSError:
+        return
+    print(f"gpu_check: the end of {os.path.basename(path)}:\n" + "".join(lines), flush=True)
+
+
 def guard_detail(text):
     lines = [m.group(1) for m in map(GUARD_LINE.match, text.splitlines()) if m]
     return lines[-1] if lines else ""
@@ -155,6 +165,7 @@ def run_tests(binary, out, deadline, reserve_s, tmp):
               "stop_reason": stop_reason, "faults": faults, **counts, "tests": tests}
     with open(os.path.join(out, f"tests_{name}.json"), "w") as f:
         json.dump(merged, f, indent=1)
+    print_tail(log, 40)
     return merged
 
 
@@ -227,6 +238,7 @@ def run_bench(binary, out, deadline, tmp):
               "not_run": remaining, "stop_reason": stop_reason, "faults": faults, "benchmarks": runs}
     with open(os.path.join(out, "bench_cuda.json"), "w") as f:
         json.dump(merged, f, indent=1)
+    print_tail(log, 60)
     return merged
 
 
