@@ -100,10 +100,10 @@ Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.options()); }
 Tensor eye(int64_t n, TensorOptions opts) { return eye(n, n, opts); }
 Tensor eye(int64_t n, int64_t m, TensorOptions opts) {
   SIAM_CHECK(n >= 0 && m >= 0, "eye: negative size ", n, " x ", m);
-  Tensor t = zeros({n, m}, opts.with_requires_grad(false).with_device(kCPU));
-  Tensor diag = make_view(t, {std::min(n, m)}, {m + 1}, 0);
-  diag.fill_(1.0);
-  t = t.to(opts.device);
+  // On the tensor's own device: the diagonal is a strided view (a CUDA eye of 32768^2 built on the host would
+  // move 4 GiB).
+  Tensor t = zeros({n, m}, opts.with_requires_grad(false));
+  if (n > 0 && m > 0) make_view(t, {std::min(n, m)}, {m + 1}, 0).fill_(1.0);
   if (opts.requires_grad) t.set_requires_grad(true);
   return t;
 }

@@ -235,7 +235,7 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
     method->to(device);
   }
   method->set_communicator(&comm);
-  if (world > 1 && c.train.sync_bn) nn::convert_sync_batchnorm(*method, &comm);
+  const bool sync_bn = world > 1 && c.train.sync_bn && nn::convert_sync_batchnorm(*method, &comm) > 0;
   auto opt = make_optimizer(c, method->trainable_parameters());
   // Each rank reads its shard of every epoch (the same permutation on all ranks, rank r taking positions
   // r, r + W, ...), a batch of train.batch_size / W samples.
@@ -247,7 +247,8 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
                        .threads = c.train.loader_threads,
                        .rank = rank,
                        .world_size = world,
-                       .pin_memory = device.is_cuda()});
+                       .pin_memory = device.is_cuda(),
+                       .pin_device = device.is_cuda() ? device.index : 0});
   const int64_t spe = loader.batches_per_epoch();
   SIAM_CHECK(spe > 0, "train: ", ds->describe(), " has fewer samples than one batch of ", c.train.batch_size,
              " (lower train.batch_size or raise data.limit)");
@@ -314,8 +315,14 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
   // and buffers start from rank 0's (after a resume every rank loaded the same checkpoint anyway).
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   if (world > 1) {
+    // On GPUs, SyncBatchNorm's backward all-reduces on the world's NCCL communicator while DDP's thread would
+    // all-reduce buckets on its own: two NCCL communicators whose kernels may be issued in a different order on
+    // each rank, which NCCL does not support (it can deadlock when both kernels cannot run at once). There the
+    // buckets wait for the end of backward (finish()); MPI has no such limit.
+    dist::DDPOptions ddp_opt;
+    ddp_opt.overlap = !(sync_bn && device.is_cuda());
     ddp = std::make_unique<dist::DistributedDataParallel>(method->trainable_parameters(), method->named_buffers(),
-                                                          dist::DDPOptions{}, &comm);
+                                                          ddp_opt, &comm);
   }
 
   say("siam train: %s on %s, %s width %lld (%lld parameters), batch %lld x %d views, %lld steps/epoch, "
@@ -413,6 +420,11 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
         AutocastGuard autocast(DType::bf16, c.train.precision == "bf16");
         lo = method->loss(views_dev, info);
       }
+      opt->zero_grad();
+      lo.loss.backward();
+      if (ddp) ddp->finish();
+      // Read after backward was queued (on a GPU the host does not wait for the forward before it queues the
+      // backward), still before the update.
       double l = lo.loss.item();
       bool stop_now = (o.stop != nullptr && o.stop->load()) || (o.stop_after_step >= 0 && step >= o.stop_after_step);
       if (world > 1) {  // the loss of the global batch, and a stop requested on any rank, seen by every rank
@@ -426,9 +438,6 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
                  "); stopped before the update. The last good checkpoint is ",
                  fs::exists(ckpt_path) ? ckpt_path.string() : std::string("(none written yet)"),
                  ". Lower optimizer.lr or check the data.");
-      opt->zero_grad();
-      lo.loss.backward();
-      if (ddp) ddp->finish();
       method->before_optimizer_step(info);
       opt->step();
       method->after_optimizer_step(info);

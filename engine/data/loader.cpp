@@ -6,7 +6,9 @@
 #include <cstring>
 #include <numeric>
 
+#include "engine/ops/dispatch.h"
 #include "kernels/common/philox.h"
+#include "kernels/cuda/stream.h"
 
 namespace siam::data {
 
@@ -173,6 +175,9 @@ Batch Loader::build(const std::vector<int64_t>& indices, int64_t epoch, int64_t 
 }
 
 void Loader::worker_loop() {
+  if constexpr (ops::kCudaBuild) {
+    if (opt_.pin_memory) cuda::set_device(opt_.pin_device);
+  }
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
     const int64_t capacity = static_cast<int64_t>(opt_.prefetch) * std::max(opt_.threads, 1);

@@ -53,6 +53,9 @@ struct LoaderOptions {
   // Views in page-locked host memory (the CUDA backend's pinned cache), so the trainer's copies to the GPU are
   // asynchronous; needs a CUDA device (siam::Error otherwise). Reused buffers stay pinned.
   bool pin_memory = false;
+  // The CUDA device the batches go to: with pin_memory, the worker threads make it theirs, so that their
+  // pinned allocations do not create a context on device 0 (every rank's, on a machine of several GPUs).
+  int pin_device = 0;
 };
 
 struct Batch {

@@ -4,6 +4,9 @@
 
 #include <cstring>
 
+#include "engine/ops/dispatch.h"
+#include "kernels/cuda/stream.h"
+
 namespace siam::dist {
 
 struct DistributedDataParallel::State {
@@ -194,6 +197,9 @@ void DistributedDataParallel::launch_ready() {
 void DistributedDataParallel::launch(int index) {
   Bucket& b = buckets_[static_cast<size_t>(index)];
   b.launched = true;
+  if constexpr (ops::kCudaBuild) {
+    if (b.flat.is_cuda()) b.stream = cuda::current_stream(b.flat.device().index);
+  }
   if (thread_.joinable()) {
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -208,7 +214,26 @@ void DistributedDataParallel::launch(int index) {
   ++reduced_total_;
 }
 
+namespace {
+// One bucket's all-reduce on the communication thread. For a CUDA bucket the thread makes the bucket's device its
+// own for good (a guard's restore to device 0 would create a context there, on every rank), and takes the
+// launching thread's stream as its current one, so that the collective starts after the copies into the bucket.
+void reduce_on_thread(Communicator& comm, Tensor& flat, void* stream, bool& device_set) {
+  if constexpr (ops::kCudaBuild) {
+    if (flat.is_cuda()) {
+      if (!device_set) cuda::set_device(flat.device().index);
+      device_set = true;
+      cuda::StreamGuard sg(stream, flat.device().index);
+      comm.all_reduce(flat, ReduceOp::avg);
+      return;
+    }
+  }
+  comm.all_reduce(flat, ReduceOp::avg);
+}
+}  // namespace
+
 void DistributedDataParallel::comm_loop() {
+  bool device_set = false;
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
     cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
@@ -220,7 +245,8 @@ void DistributedDataParallel::comm_loop() {
     std::exception_ptr err;
     if (!failed) {  // after a failure the ranks are out of step: later buckets are not reduced
       try {
-        comm_->all_reduce(buckets_[static_cast<size_t>(index)].flat, ReduceOp::avg);
+        Bucket& b = buckets_[static_cast<size_t>(index)];
+        reduce_on_thread(*comm_, b.flat, b.stream, device_set);
       } catch (...) {
         err = std::current_exception();
       }

@@ -111,6 +111,7 @@ class DistributedDataParallel {
     int pending = 0;  // parameters whose gradient has not arrived this step
     bool launched = false;
     bool done = false;
+    void* stream = nullptr;  // CUDA: the launching thread's current stream, which the all-reduce orders after
   };
   struct State;  // shared with the hooks, which must not outlive it
 

@@ -3,6 +3,7 @@
 #include "engine/dist/dist.h"
 #include "engine/nn/init.h"
 #include "engine/nn/sync_batchnorm.h"
+#include "engine/ops/elementwise.h"
 #include "engine/ops/norm.h"
 
 namespace siam::nn {
@@ -47,9 +48,14 @@ Tensor BatchNorm::forward(const Tensor& x) {
   double factor = opt_.momentum.value_or(0.0);
   if (is_training() && opt_.track_running_stats) {
     NoGradGuard ng;
-    int64_t n = static_cast<int64_t>(num_batches_->item()) + 1;
-    num_batches_->fill_(static_cast<double>(n));
-    if (!opt_.momentum) factor = 1.0 / static_cast<double>(n);
+    if (opt_.momentum && num_batches_->is_cuda()) {
+      // Counted on the device: reading it would make the host wait for the GPU at every batch-norm layer.
+      num_batches_->copy_(add(num_batches_->to(DType::f64), 1.0));  // exact to 2^53
+    } else {
+      int64_t n = static_cast<int64_t>(num_batches_->item()) + 1;
+      num_batches_->fill_(static_cast<double>(n));
+      if (!opt_.momentum) factor = 1.0 / static_cast<double>(n);
+    }
   }
   if (sync_ && is_training()) {
     dist::Communicator& comm = sync_comm_ ? *sync_comm_ : dist::world();

@@ -161,7 +161,9 @@ void Optimizer::load_named_state(const NamedTensors& entries) {
                "' has shape ", shape_str(t.shape()), " but parameter ", idx, " has shape ",
                shape_str(params[idx]->shape()));
     NoGradGuard ng;
-    state_[idx][key] = t.detach().clone();
+    // A checkpoint loads on the CPU: the per-element state goes to its parameter's device (a CUDA run resumes),
+    // the step counter stays a host scalar (read every step).
+    state_[idx][key] = key == "step" ? t.detach().clone() : t.detach().to(params[idx]->device()).clone();
   }
 }
 

@@ -15,11 +15,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/core/autocast.h"
 #include "engine/core/random.h"
+#include "engine/nn/batchnorm.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/reduce.h"
 #include "engine/ops/conv.h"
 #include "engine/ops/linalg.h"
 #include "engine/ops/norm.h"
@@ -319,6 +323,29 @@ TEST(CudaDense, Conv2dAlgorithmCacheIsReused) {
 }
 
 // ---------------------------------------------------------------------------------------------- batch norm
+
+// The module on the device counts its batches on the device (no host read per forward) and keeps the same
+// running statistics as on the CPU; with momentum none it reads the count (the factor is 1 / count).
+TEST(CudaDense, BatchNormModuleCountsOnTheDevice) {
+  SIAM_REQUIRE_CUDA();
+  manual_seed(9);
+  for (bool cumulative : {false, true}) {
+    nn::BatchNormOptions o;
+    if (cumulative) o.momentum = std::nullopt;
+    nn::BatchNorm2d cpu(6, o), gpu(6, o);
+    gpu.to(kDev);
+    for (int i = 0; i < 3; ++i) {
+      Tensor x = randn({8, 6, 4, 4});
+      cpu.forward(x);
+      gpu.forward(x.to(kDev));
+    }
+    ASSERT_TRUE(gpu.num_batches_tracked().is_cuda());
+    EXPECT_EQ(gpu.num_batches_tracked().to(kCPU).item(), 3.0);
+    EXPECT_EQ(cpu.num_batches_tracked().item(), 3.0);
+    EXPECT_LE(max(abs(sub(gpu.running_mean().to(kCPU), cpu.running_mean()))).item(), 1e-6);
+    EXPECT_LE(max(abs(sub(gpu.running_var().to(kCPU), cpu.running_var()))).item(), 1e-6);
+  }
+}
 
 TEST(CudaDense, BatchNormMatchesCpu) {
   SIAM_REQUIRE_CUDA();

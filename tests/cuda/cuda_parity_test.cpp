@@ -22,6 +22,7 @@
 #include "engine/ops/registry.h"
 #include "engine/ops/shape.h"
 #include "engine/tensor.h"
+#include "tests/cuda/cuda_test.h"
 #include "tests/cuda/parity.h"
 
 namespace siam::test {
@@ -337,7 +338,7 @@ namespace {
 class CudaOpParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaOpParity, MatchesCpu) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)";
+  SIAM_REQUIRE_CUDA();
   const std::string& name = GetParam();
   auto it = parity_table().find(name);
   ASSERT_TRUE(it != parity_table().end()) << "op '" << name << "' has a CUDA kernel but no parity cases";

@@ -40,7 +40,7 @@ std::shared_ptr<methods::Method> make(const std::string& name) {
 class MethodCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MethodCuda, MatchesTheCpuMethod) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device on this machine (or a CPU-only build)";
+  SIAM_REQUIRE_CUDA();
   Generator gen(3);
   std::vector<Tensor> views;
   for (int i = 0; i < 2; ++i) views.push_back(randn({24, 3, 8, 8}, gen));

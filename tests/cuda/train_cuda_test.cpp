@@ -7,6 +7,7 @@
 
 #include "engine/core/device.h"
 #include "train/config.h"
+#include "tests/cuda/cuda_test.h"
 #include "train/trainer.h"
 
 namespace siam {
@@ -25,7 +26,7 @@ std::string tiny(const std::string& out) {
 }
 
 TEST(TrainCuda, MatchesTheCpuRunAndTrainsInBf16) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device (or a CPU-only build)";
+  SIAM_REQUIRE_CUDA();
   const auto dir = std::filesystem::temp_directory_path() / "siam_train_cuda";
   std::filesystem::remove_all(dir);
   auto cpu = train::run_training(train::parse_train_config(tiny((dir / "cpu").string()), "tiny"), {.quiet = true});
@@ -39,6 +40,26 @@ TEST(TrainCuda, MatchesTheCpuRunAndTrainsInBf16) {
       {.quiet = true});
   for (auto& m : bf.history) EXPECT_TRUE(std::isfinite(m.loss));
   EXPECT_NEAR(bf.history[0].loss, cpu.history[0].loss, 0.05 * std::abs(cpu.history[0].loss));
+}
+
+// Stop after step 2 of 4 and resume on the GPU: the checkpoint loads on the CPU, and the optimizer state
+// (SGD's momentum buffers) must follow the parameters to the device; the losses match the uninterrupted run
+// (not bitwise: cuDNN may pick other algorithms in another process).
+TEST(TrainCuda, ResumesOnTheDevice) {
+  SIAM_REQUIRE_CUDA();
+  const auto dir = std::filesystem::temp_directory_path() / "siam_train_cuda_resume";
+  std::filesystem::remove_all(dir);
+  const train::Overrides dev = {"train.device=cuda"};
+  auto full = train::run_training(train::parse_train_config(tiny((dir / "full").string()), "tiny", dev), {.quiet = true});
+  auto cfg = train::parse_train_config(tiny((dir / "cut").string()), "tiny", dev);
+  auto cut = train::run_training(cfg, {.stop_after_step = 1, .quiet = true});
+  ASSERT_TRUE(cut.interrupted);
+  auto resumed = train::run_training(cfg, {.resume_dir = (dir / "cut").string(), .quiet = true});
+  ASSERT_EQ(resumed.history.size(), full.history.size());
+  for (size_t e = 0; e < full.history.size(); ++e)
+    EXPECT_NEAR(resumed.history[e].loss, full.history[e].loss, 1e-3 * std::abs(full.history[e].loss))
+        << "epoch " << e + 1;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
