@@ -21,8 +21,10 @@ namespace {
 enum class Dir : int { fwd = 0, bwd_data = 1, bwd_filter = 2 };
 const char* dir_name(Dir d) { return d == Dir::fwd ? "forward" : d == Dir::bwd_data ? "backward-data" : "backward-filter"; }
 
+// ..., and the least alignment of the call's three buffers (an algorithm found on 256-byte aligned buffers may
+// not take a view at an element offset).
 using ConvKey = std::tuple<int, int, int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, uint32_t>;
 struct ConvPlan {
   int algo = 0;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
@@ -183,8 +185,9 @@ std::vector<Candidate> search(cudnnHandle_t h, const ConvDescs& d, Dir dir, cons
 // (forward: x, w in, y out; backward-data: w, gy in, gx out passed as x; backward-filter: x, gy in, gw out).
 ConvPlan plan_for(cudnnHandle_t h, ConvDescs& d, Dir dir, const Conv2dGeom& g, DenseType t, bool allow_tf32, int device,
                   const void* x, const void* w, const void* y, const ScratchFn& scratch) {
+  const uint32_t align = std::min({pointer_alignment(x), pointer_alignment(w), pointer_alignment(y)});
   ConvKey key{device, static_cast<int>(dir), static_cast<int>(t), t == DenseType::f32 && allow_tf32, g.N, g.C, g.H, g.W,
-              g.K, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups};
+              g.K, g.R, g.S, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.groups, align};
   ConvCache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
