@@ -25,7 +25,8 @@
 #     Files in OUTDIR: run.log, nvidia-smi.txt, tests_*.{json,log}, bench_cuda.{json,log}, gpu_check.json.
 #     Environment: SIAM_BENCH_FILTER (default _cuda|_nccl: every BM_*_cuda and BM_allreduce_nccl),
 #     SIAM_GTEST_FILTER (default *), SIAM_TEST_TIMEOUT_S and SIAM_BENCH_STALL_S (one test or benchmark
-#     longer than this is a hang: default 90).
+#     longer than this is a hang: default 90), SIAM_BENCH_FIRST (the benchmarks run first, default the issues'
+#     goals: fused InfoNCE, EMA, cross-correlation, GEMM, copy and elementwise; scripts/gpu_check_run.py).
 #     Exit status: 0 when no test failed and every step finished; 1 otherwise.
 #     Through the device tool: carry ["gpu_bundle"], command `bash scripts/gpu_check.sh run $OUT` (7 files
 #     come back, under its limit of 8).
