@@ -29,6 +29,7 @@
 
 #include "engine/core/blas.h"
 #include "engine/core/cuda_health.h"
+#include "tests/simulated_faults.h"
 
 namespace {
 
@@ -132,19 +133,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
-  // SIAM_BENCH_SIMULATE: "<benchmark>:<kind>[,<benchmark>:<kind>...]"
-  if (const char* sim = std::getenv("SIAM_BENCH_SIMULATE"); sim && *sim) {
-    const std::string s(sim);
-    for (size_t at = 0; at <= s.size();) {
-      size_t end = s.find(',', at);
-      if (end == std::string::npos) end = s.size();
-      const std::string item = s.substr(at, end - at);
-      const size_t colon = item.rfind(':');
-      if (!item.empty())
-        g_simulate[item.substr(0, colon)] = colon == std::string::npos ? "throw" : item.substr(colon + 1);
-      at = end + 1;
-    }
-  }
+  g_simulate = siam::test::simulated_faults("SIAM_BENCH_SIMULATE", "throw");
   const char* st = std::getenv("SIAM_BENCH_STALL_S");
   const double stall_s = st && *st ? std::atof(st) : 0.0;
   g_reported = std::chrono::steady_clock::now();

@@ -21,6 +21,7 @@
 
 #include "engine/core/blas.h"
 #include "engine/core/cuda_health.h"
+#include "tests/simulated_faults.h"
 
 namespace {
 
@@ -39,19 +40,7 @@ std::string full_name(const testing::TestInfo& t) { return std::string(t.test_su
 class Guard : public testing::EmptyTestEventListener {
  public:
   explicit Guard(double timeout_s) : timeout_s_(timeout_s) {
-    // SIAM_TEST_SIMULATE: "<Suite.Test>:<kind>[,<Suite.Test>:<kind>...]"
-    if (const char* sim = std::getenv("SIAM_TEST_SIMULATE"); sim && *sim) {
-      std::string s(sim);
-      for (size_t at = 0; at <= s.size();) {
-        size_t end = s.find(',', at);
-        if (end == std::string::npos) end = s.size();
-        const std::string item = s.substr(at, end - at);
-        const size_t colon = item.rfind(':');
-        if (!item.empty())
-          simulate_[item.substr(0, colon)] = colon == std::string::npos ? "crash" : item.substr(colon + 1);
-        at = end + 1;
-      }
-    }
+    simulate_ = siam::test::simulated_faults("SIAM_TEST_SIMULATE", "crash");
     if (timeout_s_ > 0) std::thread([this] { watch(); }).detach();
   }
 
