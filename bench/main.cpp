@@ -15,6 +15,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -112,8 +113,10 @@ void on_terminate() {
   stop(kExitException, "exception after " + g_last + ": " + what);
 }
 
+std::atomic<bool> g_done{false};  // main is returning: the watchdog ends
+
 void watch(double stall_s) {
-  for (;;) {
+  while (!g_done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     std::lock_guard<std::mutex> lock(g_mu);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_reported).count();
@@ -137,7 +140,8 @@ int main(int argc, char** argv) {
   const char* st = std::getenv("SIAM_BENCH_STALL_S");
   const double stall_s = st && *st ? std::atof(st) : 0.0;
   g_reported = std::chrono::steady_clock::now();
-  if (stall_s > 0) std::thread(watch, stall_s).detach();
+  std::thread watcher;
+  if (stall_s > 0) watcher = std::thread(watch, stall_s);
   std::set_terminate(on_terminate);
 
   Display display;
@@ -149,5 +153,7 @@ int main(int argc, char** argv) {
     benchmark::RunSpecifiedBenchmarks(&display);
   }
   benchmark::Shutdown();
+  g_done = true;
+  if (watcher.joinable()) watcher.join();
   return 0;
 }

@@ -9,8 +9,8 @@
 // SIAM_TEST_SIMULATE=<Suite.Test>:sticky|hang|crash[,...] makes those tests end so (after they ran), which tests
 // the guards and gpu_check.sh's resume on a machine without a GPU (tests/gpu_check_resume_test.sh).
 #include <gtest/gtest.h>
-#include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -41,8 +41,14 @@ class Guard : public testing::EmptyTestEventListener {
  public:
   explicit Guard(double timeout_s) : timeout_s_(timeout_s) {
     simulate_ = siam::test::simulated_faults("SIAM_TEST_SIMULATE", "crash");
-    if (timeout_s_ > 0) std::thread([this] { watch(); }).detach();
+    if (timeout_s_ > 0) watcher_ = std::thread([this] { watch(); });
   }
+  ~Guard() override {  // at exit, when GoogleTest deletes its listeners
+    done_ = true;
+    if (watcher_.joinable()) watcher_.join();
+  }
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
 
   void OnTestStart(const testing::TestInfo& t) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -75,7 +81,7 @@ class Guard : public testing::EmptyTestEventListener {
 
  private:
   void watch() {
-    for (;;) {
+    while (!done_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
       std::lock_guard<std::mutex> lock(mu_);
       if (current_.empty()) continue;
@@ -89,6 +95,8 @@ class Guard : public testing::EmptyTestEventListener {
   std::mutex mu_;
   std::string current_;
   std::chrono::steady_clock::time_point started_;
+  std::atomic<bool> done_{false};
+  std::thread watcher_;
 };
 
 }  // namespace
