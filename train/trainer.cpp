@@ -248,7 +248,7 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
                        .rank = rank,
                        .world_size = world,
                        .pin_memory = device.is_cuda(),
-                       .pin_device = device.is_cuda() ? device.index : 0});
+                       .pin_device = device.index});
   const int64_t spe = loader.batches_per_epoch();
   SIAM_CHECK(spe > 0, "train: ", ds->describe(), " has fewer samples than one batch of ", c.train.batch_size,
              " (lower train.batch_size or raise data.limit)");

@@ -216,13 +216,12 @@ void DistributedDataParallel::launch(int index) {
 
 namespace {
 // One bucket's all-reduce on the communication thread. For a CUDA bucket the thread makes the bucket's device its
-// own for good (a guard's restore to device 0 would create a context there, on every rank), and takes the
+// own (not a DeviceGuard: its restore to device 0 would create a context there, on every rank), and takes the
 // launching thread's stream as its current one, so that the collective starts after the copies into the bucket.
-void reduce_on_thread(Communicator& comm, Tensor& flat, void* stream, bool& device_set) {
+void reduce_on_thread(Communicator& comm, Tensor& flat, void* stream) {
   if constexpr (ops::kCudaBuild) {
     if (flat.is_cuda()) {
-      if (!device_set) cuda::set_device(flat.device().index);
-      device_set = true;
+      cuda::set_device(flat.device().index);
       cuda::StreamGuard sg(stream, flat.device().index);
       comm.all_reduce(flat, ReduceOp::avg);
       return;
@@ -233,7 +232,6 @@ void reduce_on_thread(Communicator& comm, Tensor& flat, void* stream, bool& devi
 }  // namespace
 
 void DistributedDataParallel::comm_loop() {
-  bool device_set = false;
   std::unique_lock<std::mutex> lk(mu_);
   while (true) {
     cv_.wait(lk, [&] { return stop_ || !queue_.empty(); });
@@ -246,7 +244,7 @@ void DistributedDataParallel::comm_loop() {
     if (!failed) {  // after a failure the ranks are out of step: later buckets are not reduced
       try {
         Bucket& b = buckets_[static_cast<size_t>(index)];
-        reduce_on_thread(*comm_, b.flat, b.stream, device_set);
+        reduce_on_thread(*comm_, b.flat, b.stream);
       } catch (...) {
         err = std::current_exception();
       }

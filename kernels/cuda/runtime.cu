@@ -14,6 +14,8 @@
 namespace siam::cuda {
 
 namespace {
+std::string describe(cudaError_t e) { return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")"; }
+
 struct DeviceCount {
   int n = 0;
   std::string error;  // why n is 0
@@ -26,7 +28,7 @@ const DeviceCount& devices() {
     if (e != cudaSuccess) {
       (void)cudaGetLastError();  // clear the sticky "no driver" error
       r.n = 0;
-      r.error = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
+      r.error = "cudaGetDeviceCount: " + describe(e);
     } else if (r.n == 0) {
       r.error = "cudaGetDeviceCount found no device";
     }
@@ -76,9 +78,6 @@ int cuda_device_count() { return cuda::device_count(); }
 std::string cuda_unavailable_reason() { return cuda::devices().error; }
 
 std::string cuda_sticky_error() {
-  auto describe = [](cudaError_t e) {
-    return std::string(cudaGetErrorName(e)) + " (" + cudaGetErrorString(e) + ")";
-  };
   const int n = cuda::device_count();
   if (n == 0) return {};
   int prev = 0;
@@ -91,7 +90,7 @@ std::string cuda_sticky_error() {
       (void)cudaGetLastError();
       cudaError_t e = cudaSetDevice(d);
       if (e == cudaSuccess) e = cudaDeviceSynchronize();
-      if (e != cudaSuccess) error = "cuda:" + std::to_string(d) + ": " + describe(e);
+      if (e != cudaSuccess) error = "cuda:" + std::to_string(d) + ": " + cuda::describe(e);
     }
   }
   (void)cudaSetDevice(prev);
