@@ -40,7 +40,8 @@ bundle() {
   local dir=${1:-gpu_bundle} build=build-gpu jobs=${SIAM_JOBS:-$(nproc)}
   local t0=$SECONDS
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DSIAM_CUDA=ON -DSIAM_NATIVE=OFF \
-    -DSIAM_MARCH="${SIAM_MARCH:-x86-64-v3}" -DSIAM_STATIC_DEPS=ON -DSIAM_BUILD_TESTS=ON -DSIAM_BUILD_BENCH=ON
+    -DSIAM_MARCH="${SIAM_MARCH:-x86-64-v3}" -DSIAM_STATIC_DEPS=ON -DSIAM_BUILD_TESTS=ON -DSIAM_BUILD_BENCH=ON \
+    -DSIAM_CUDA_EMU=OFF
   cmake --build "$build" -j "$jobs"
 
   local stage=$build/bundle-stage

@@ -123,7 +123,10 @@ void ema_update(const std::vector<Tensor>& target, const std::vector<Tensor>& on
              momentum);
   NoGradGuard ng;
   int device = -1;
-  cuda_pass(collect(op, target, online, /*ema=*/true, /*cuda=*/true, &device), device, /*ema=*/true, momentum);
+  // Two statements: collect sets `device`, and arguments have no evaluation order (GCC read device first, as
+  // -1, and the CUDA pass never ran).
+  const Lists cl = collect(op, target, online, /*ema=*/true, /*cuda=*/true, &device);
+  cuda_pass(cl, device, /*ema=*/true, momentum);
   Lists l = collect(op, target, online, /*ema=*/true);
   const double om = 1.0 - momentum;
   if (!l.n32.empty()) {
@@ -140,8 +143,8 @@ void ema_update(const std::vector<Tensor>& target, const std::vector<Tensor>& on
 void copy_params(const std::vector<Tensor>& target, const std::vector<Tensor>& online) {
   NoGradGuard ng;
   int device = -1;
-  cuda_pass(collect("optim::copy_params", target, online, /*ema=*/false, /*cuda=*/true, &device), device,
-            /*ema=*/false, 0.0);
+  const Lists cl = collect("optim::copy_params", target, online, /*ema=*/false, /*cuda=*/true, &device);
+  cuda_pass(cl, device, /*ema=*/false, 0.0);
   copy_bytes(collect("optim::copy_params", target, online, /*ema=*/false));
 }
 

@@ -1,5 +1,5 @@
-// Batch norm (through cuDNN 9) and 2-D pooling (hand-written kernels) on CUDA, with the semantics of
-// kernels/cpu/norm.h and kernels/cpu/pool.h.
+// Batch norm (through cuDNN 9, in cudnn_norm_pool.cu) and 2-D pooling (hand-written kernels, in
+// norm_pool_kernels.cu) on CUDA, with the semantics of kernels/cpu/norm.h and kernels/cpu/pool.h.
 //
 // Batch norm: x (N, C, L) contiguous of type t (f32, bf16 or f64), seen by cuDNN as (N, C, L, 1) in
 // CUDNN_BATCHNORM_SPATIAL mode (statistics per channel over N and L). Per-channel tensors (weight, bias,
@@ -57,6 +57,9 @@ SIAM_HD_INLINE void adaptive_covering(int64_t i, int64_t in, int64_t out, int64_
   if (hi > out - 1) hi = out - 1;
 }
 }  // namespace pool_index
+
+// Throws siam::Error unless t is f32 or f64 (norms run in f32: autocast keeps activations f32).
+void check_bn_type(DenseType t);
 
 void batch_norm_train_forward(int64_t N, int64_t C, int64_t L, DenseType t, int device, const void* x, const void* w,
                               const void* b, double momentum, double eps, void* running_mean, void* running_var,

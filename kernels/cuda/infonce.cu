@@ -85,7 +85,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = 0; r < 4; ++r) {
     const int64_t i = i0 + ty + 16 * r;
     st[r] = online_lse_empty<T>();
-    if (init && i < rows) st[r] = {init[i], T(1)};
+    if (init && i < rows && tx == 0) st[r] = {init[i], T(1)};  // once: the row group's 16 states are merged below
     mc[r] = masked_col(i, rows, mask_diag, mask);
   }
   for (int64_t j0 = 0; j0 < cols; j0 += kBN) {
@@ -219,6 +219,8 @@ __device__ __forceinline__ void mma_bf16_16816(float (&c)[4], const uint32_t (&a
       "{%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(SIAM_CUDA_EMU)
+  ::siam::emu::mma_m16n8k16_bf16(c, a, b);  // the CPU emulator (kernels/emu/simt.h)
 #else
   __trap();  // the tensor-core path is only chosen on sm_80 and later (infonce_tc_supported)
 #endif
@@ -303,7 +305,7 @@ __global__ void __launch_bounds__(kTcThreads)
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     st[h] = online_lse_empty<float>();
-    if (init && r[h] < rows) st[h] = {init[r[h]], 1.f};
+    if (init && r[h] < rows && mma::quad(lane) == 0) st[h] = {init[r[h]], 1.f};  // once: the quad's 4 are merged
     mc[h] = masked_col(r[h], rows, mask_diag, mask);
   }
   for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {

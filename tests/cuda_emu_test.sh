@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The cuda tests on the CUDA emulator (kernels/emu/simt.h): siam's own kernels run on the CPU, so their index
+# arithmetic, barriers, shuffles and tensor-core fragments are checked against the CPU references on every
+# machine. Left out: what tests NVIDIA's libraries rather than siam (NCCL, and the cuBLASLt / cuDNN algorithm
+# caches), which the emulator replaces with CPU stand-ins (kernels/emu/dense_emu.cpp).
+# Usage: cuda_emu_test.sh SIAM_TESTS_CUDA_EMU [gtest args...]
+set -euo pipefail
+bin=$1
+shift
+exclude='Nccl.*:CudaDense.GemmAlgorithmCacheIsReused:CudaDense.Conv2dAlgorithmCacheIsReused'
+export SIAM_EXPECT_CUDA=1  # the emulated device must be found: a skip would hide the whole run
+exec "$bin" --gtest_filter="-${exclude}" "$@"
