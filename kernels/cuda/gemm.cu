@@ -22,16 +22,6 @@
 
 namespace siam::kernels::cuda {
 
-const char* dense_type_name(DenseType t) {
-  switch (t) {
-    case DenseType::f32: return "f32";
-    case DenseType::f64: return "f64";
-    case DenseType::bf16: return "bf16";
-  }
-  return "?";
-}
-size_t dense_type_size(DenseType t) { return t == DenseType::f64 ? 8 : t == DenseType::f32 ? 4 : 2; }
-
 namespace {
 
 // One cuBLASLt handle per device, created on first use and kept for the process (destroying handles at exit,

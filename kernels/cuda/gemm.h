@@ -30,8 +30,15 @@ namespace siam::kernels::cuda {
 
 // Element types of the dense kernels (GEMM, cuDNN convolution and batch norm, pooling).
 enum class DenseType : uint8_t { f32, f64, bf16 };
-const char* dense_type_name(DenseType t);
-size_t dense_type_size(DenseType t);
+inline const char* dense_type_name(DenseType t) {
+  switch (t) {
+    case DenseType::f32: return "f32";
+    case DenseType::f64: return "f64";
+    case DenseType::bf16: return "bf16";
+  }
+  return "?";
+}
+inline size_t dense_type_size(DenseType t) { return t == DenseType::f64 ? 8 : t == DenseType::f32 ? 4 : 2; }
 
 // Device memory for one call: returns at least `bytes` bytes on the call's device, valid until the caller
 // frees it after the call (engine: detail::DeviceScratch, device tensors from the caching allocator).

@@ -105,16 +105,6 @@ template <class F> void by_type(DenseType t, F&& f) {
 
 }  // namespace
 
-const char* dense_type_name(DenseType t) {
-  switch (t) {
-    case DenseType::f32: return "f32";
-    case DenseType::f64: return "f64";
-    case DenseType::bf16: return "bf16";
-  }
-  return "?";
-}
-size_t dense_type_size(DenseType t) { return t == DenseType::f64 ? 8 : t == DenseType::f32 ? 4 : 2; }
-
 bool gemm(const GemmArgs& p, const ScratchFn&) {
   SIAM_CHECK(p.m >= 0 && p.n >= 0 && p.k >= 0 && p.batch >= 1, "cuda gemm: bad sizes");
   SIAM_CHECK(p.epilogue == GemmEpilogue::none || (p.batch == 1 && p.bias != nullptr),
