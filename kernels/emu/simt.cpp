@@ -43,6 +43,7 @@ siam_emu_switch:
 #include <ucontext.h>
 #endif
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
@@ -113,6 +114,19 @@ void* stack(int i) {
   }
   return s[static_cast<size_t>(i)];
 }
+
+// SIAM_EMU_ORDER=reverse: blocks, and the threads of a block between barriers, run last to first. A kernel that
+// reads what another thread wrote without a barrier between them, or that depends on the order of its blocks,
+// usually gives other results then (the default order hides such races, as each thread runs to its next barrier
+// before the next thread starts).
+std::atomic<int>& order_setting() {
+  static std::atomic<int> o{[] {
+    const char* e = std::getenv("SIAM_EMU_ORDER");
+    return e && std::string(e) == "reverse" ? 1 : 0;
+  }()};
+  return o;
+}
+bool reversed() { return order_setting().load() != 0; }
 
 std::mutex& launch_mutex() {
   static std::mutex m;
@@ -217,7 +231,8 @@ bool run_block(BlockRun& r, const LaunchConfig& cfg, uint3 bid, unsigned char* s
   if (smem && cfg.smem) std::memset(smem, 0xff, cfg.smem);  // uninitialized shared memory reads as NaN
   while (r.alive > 0) {
     const uint64_t before = r.progress;
-    for (Fiber& f : r.fibers) {
+    for (size_t k = 0; k < r.fibers.size(); ++k) {
+      Fiber& f = r.fibers[reversed() ? r.fibers.size() - 1 - k : k];
       if (f.done) continue;
       t_fiber = &f;
       resume(f);
@@ -244,6 +259,9 @@ bool run_block(BlockRun& r, const LaunchConfig& cfg, uint3 bid, unsigned char* s
 }
 
 }  // namespace
+
+void set_reverse_order(bool on) { order_setting().store(on ? 1 : 0); }
+bool reverse_order() { return reversed(); }
 
 ThreadState& cur() {
   if (!t_fiber) {
@@ -361,9 +379,13 @@ void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
   Fiber* prev_fiber = t_fiber;
   t_run = &run;
   bool ok = true;
-  for (unsigned z = 0; z < g.z && ok; ++z)
-    for (unsigned y = 0; y < g.y && ok; ++y)
-      for (unsigned x = 0; x < g.x && ok; ++x) ok = run_block(run, cfg, uint3{x, y, z}, smem);
+  const uint64_t blocks = uint64_t(g.x) * g.y * g.z;
+  for (uint64_t k = 0; k < blocks && ok; ++k) {
+    const uint64_t b = reversed() ? blocks - 1 - k : k;
+    const auto x = static_cast<unsigned>(b % g.x), y = static_cast<unsigned>((b / g.x) % g.y),
+               z = static_cast<unsigned>(b / (uint64_t(g.x) * g.y));
+    ok = run_block(run, cfg, uint3{x, y, z}, smem);
+  }
   t_run = prev_run;
   t_fiber = prev_fiber;
   if (!ok) launch_failed(cfg, run.why);

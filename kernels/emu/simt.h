@@ -77,6 +77,12 @@ template <class T> T shfl_from(T v, int src) {
 }
 unsigned ballot(int pred);
 
+// Thread and block order (default: the env SIAM_EMU_ORDER, "reverse" or not). Reversed, blocks and the threads
+// of a block between barriers run last to first, which exposes reads of another thread's writes without a
+// barrier between them, and dependences on block order, that the forward order hides.
+void set_reverse_order(bool on);
+bool reverse_order();
+
 // The launch machinery behind the rewritten <<<>>> (kernels/emu/simt.cpp).
 struct LaunchConfig {
   const void* kernel;

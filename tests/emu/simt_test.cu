@@ -189,6 +189,35 @@ TEST(CudaEmu, FaultsFailTheLaunch) {
   cudaFree(d);
 }
 
+// Thread t reads what thread t - 1 wrote to shared memory (base + t - 1), with or without the barrier between.
+__global__ void neighbour_kernel(int* out, int base, bool barrier) {
+  __shared__ int s[64];
+  s[threadIdx.x] = base + static_cast<int>(threadIdx.x);
+  if (barrier) __syncthreads();
+  out[threadIdx.x] = threadIdx.x > 0 ? s[threadIdx.x - 1] - base : -1;
+}
+
+TEST(CudaEmu, ReverseOrderExposesAMissingBarrier) {
+  int* d = device_copy(std::vector<int>(64, 0));
+  const bool was = ::siam::emu::reverse_order();
+  int base = 0;
+  for (bool reverse : {false, true})
+    for (bool barrier : {true, false}) {
+      ::siam::emu::set_reverse_order(reverse);
+      base += 1000;  // each launch writes other values than the last one left in shared memory
+      neighbour_kernel<<<1, 64>>>(d, base, barrier);
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      const auto o = host_copy(d, 64);
+      bool right = true;
+      for (int t = 1; t < 64; ++t) right = right && o[static_cast<size_t>(t)] == t - 1;
+      // forward order hides the missing barrier (each thread writes before the next one reads); reversed, thread
+      // t reads before thread t - 1 has written
+      EXPECT_EQ(right, barrier || !reverse) << "reverse " << reverse << " barrier " << barrier;
+    }
+  ::siam::emu::set_reverse_order(was);
+  cudaFree(d);
+}
+
 TEST(CudaEmu, CopiesAreCheckedAgainstTheirAllocations) {
   int* d = device_copy(std::vector<int>(8, 0));
   std::vector<int> h(16, 0);
