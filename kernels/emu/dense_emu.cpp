@@ -260,20 +260,20 @@ void batch_norm_train_backward(int64_t N, int64_t C, int64_t L, DenseType t, int
 
 }  // namespace siam::kernels::cuda
 
-#if SIAM_WITH_NCCL
-// NCCL is not emulated: nothing here reaches another process. nccl_built() says no, and a communicator cannot be
-// made (siam::Error), so the engine stays on MPI and the NCCL tests are left out of the emulated run.
+#if SIAM_WITH_NCCL && !SIAM_WITH_MPI
+// Without MPI there is nothing to carry NCCL's collectives between processes: nccl_built() says no, and a
+// communicator cannot be made (siam::Error).
 namespace siam::cuda {
 bool nccl_built() { return false; }
-NcclUniqueId nccl_unique_id() { throw Error("NCCL is not available in the CUDA emulator"); }
+NcclUniqueId nccl_unique_id() { throw Error("NCCL is not available in the CUDA emulator (built without MPI)"); }
 int nccl_version() { return 0; }
 bool nccl_any_aborted() { return false; }
 NcclComm::NcclComm(const NcclUniqueId&, int, int, int, StreamHandle, std::string, double) {
-  throw Error("NCCL is not available in the CUDA emulator");
+  throw Error("NCCL is not available in the CUDA emulator (built without MPI)");
 }
 NcclComm::~NcclComm() = default;
 std::unique_ptr<NcclComm> NcclComm::split(std::string, double) {
-  throw Error("NCCL is not available in the CUDA emulator");
+  throw Error("NCCL is not available in the CUDA emulator (built without MPI)");
 }
 void NcclComm::all_reduce(const void*, void*, size_t, DType, NcclReduce, double) {}
 void NcclComm::all_gather(const void*, void*, size_t, DType, double) {}
