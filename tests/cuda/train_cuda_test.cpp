@@ -1,6 +1,7 @@
 // siam train's loop on a CUDA device against the CPU: the same config (a tiny synthetic run) gives losses that
 // agree to f32 rounding, and bf16 autocast trains with finite losses. Skipped without a device.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -27,7 +28,8 @@ std::string tiny(const std::string& out) {
 
 TEST(TrainCuda, MatchesTheCpuRunAndTrainsInBf16) {
   SIAM_REQUIRE_CUDA();
-  const auto dir = std::filesystem::temp_directory_path() / "siam_train_cuda";
+  // per process: the real and the emulated suites may run at once
+  const auto dir = std::filesystem::temp_directory_path() / ("siam_train_cuda." + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   auto cpu = train::run_training(train::parse_train_config(tiny((dir / "cpu").string()), "tiny"), {.quiet = true});
   auto gpu = train::run_training(train::parse_train_config(tiny((dir / "gpu").string()), "tiny", {"train.device=cuda"}),
@@ -40,6 +42,7 @@ TEST(TrainCuda, MatchesTheCpuRunAndTrainsInBf16) {
       {.quiet = true});
   for (auto& m : bf.history) EXPECT_TRUE(std::isfinite(m.loss));
   EXPECT_NEAR(bf.history[0].loss, cpu.history[0].loss, 0.05 * std::abs(cpu.history[0].loss));
+  std::filesystem::remove_all(dir);
 }
 
 // Stop after step 2 of 4 and resume on the GPU: the checkpoint loads on the CPU, and the optimizer state
@@ -47,7 +50,8 @@ TEST(TrainCuda, MatchesTheCpuRunAndTrainsInBf16) {
 // (not bitwise: cuDNN may pick other algorithms in another process).
 TEST(TrainCuda, ResumesOnTheDevice) {
   SIAM_REQUIRE_CUDA();
-  const auto dir = std::filesystem::temp_directory_path() / "siam_train_cuda_resume";
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("siam_train_cuda_resume." + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
   const train::Overrides dev = {"train.device=cuda"};
   auto full = train::run_training(train::parse_train_config(tiny((dir / "full").string()), "tiny", dev), {.quiet = true});
