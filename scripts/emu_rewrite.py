@@ -3,10 +3,14 @@
 
     emu_rewrite.py IN.cu OUT.cpp
 
-Two rewrites, nothing else changes (line numbers stay, and a #line directive points errors at IN.cu):
+Three rewrites, nothing else changes (line numbers stay, and a #line directive points errors at IN.cu):
   kernel<T><<<grid, block, smem, stream>>>(args)  ->  ::siam::emu::launcher(kernel<T>, "kernel<T>", grid, block,
                                                         smem, stream)(args)
   extern __shared__ [__align__(n)] T name[];       ->  T* name = ::siam::emu::dynamic_shared<T>();
+  __shared__ T a[..], b[..];                       ->  the same, then ::siam::emu::shared_region(&a, sizeof(a)); and
+                                                        for b: the emulator fills them with 0xff before each block
+                                                        (uninitialized shared memory reads as NaN, as garbage would)
+Headers (.cuh) get the same treatment.
 A launch whose kernel expression cannot be found is an error (the build stops), never a silent skip.
 """
 import os
@@ -46,6 +50,56 @@ def kernel_start(s, i):
         return j, end
 
 
+def split_top(text, sep):
+    """text split at `sep` characters outside (), [], {} and <>."""
+    parts, depth, cur = [], 0, ''
+    for ch in text:
+        if ch in '([{<':
+            depth += 1
+        elif ch in ')]}>':
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append(cur)
+            cur = ''
+        else:
+            cur += ch
+    parts.append(cur)
+    return parts
+
+
+def register_shared(text, path):
+    """After each static __shared__ declaration, the calls that register its variables with the emulator."""
+    out, pos = [], 0
+    for m in re.finditer(r'__shared__', text):
+        i = m.start()
+        if i < pos or re.search(r'extern\s+$', text[max(0, i - 20):i]):
+            continue
+        depth, j = 0, m.end()
+        while j < len(text) and not (text[j] == ';' and depth == 0):
+            if text[j] in '([{':
+                depth += 1
+            elif text[j] in ')]}':
+                depth -= 1
+            j += 1
+        if j >= len(text):
+            line = text.count('\n', 0, i) + 1
+            raise SystemExit(f'{path}:{line}: a __shared__ declaration without its ;')
+        decl = text[m.end():j]
+        names = []
+        for piece in split_top(decl, ','):
+            head = piece.split('[', 1)[0].split('=', 1)[0]
+            ids = re.findall(r'[A-Za-z_]\w*', head)
+            if not ids:
+                line = text.count('\n', 0, i) + 1
+                raise SystemExit(f'{path}:{line}: cannot name the variable of this __shared__ declaration')
+            names.append(ids[-1])
+        calls = ''.join(f' ::siam::emu::shared_region(&{n}, sizeof({n}));' for n in names)
+        out.append(text[pos:j + 1] + calls)
+        pos = j + 1
+    out.append(text[pos:])
+    return ''.join(out)
+
+
 def rewrite(text, path):
     out, pos = [], 0
     while True:
@@ -70,6 +124,7 @@ def rewrite(text, path):
         pos = close + 3
     out.append(text[pos:])
     text = ''.join(out)
+    text = register_shared(text, path)
     shared = re.compile(r'extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([A-Za-z_][\w:\s]*?)\s+(\w+)\s*\[\s*\]\s*;')
     return shared.sub(lambda m: f'{m.group(1)}* {m.group(2)} = ::siam::emu::dynamic_shared<{m.group(1)}>();', text)
 

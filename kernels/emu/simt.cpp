@@ -128,6 +128,15 @@ std::atomic<int>& order_setting() {
 }
 bool reversed() { return order_setting().load() != 0; }
 
+struct SharedRegion {
+  void* p;
+  size_t bytes;
+};
+std::vector<SharedRegion>& shared_regions() {
+  static std::vector<SharedRegion> r;  // guarded by the launch mutex (regions register from inside kernels)
+  return r;
+}
+
 std::mutex& launch_mutex() {
   static std::mutex m;
   return m;
@@ -228,7 +237,9 @@ bool run_block(BlockRun& r, const LaunchConfig& cfg, uint3 bid, unsigned char* s
     makecontext(&f.ctx, fiber_entry, 0);
 #endif
   }
-  if (smem && cfg.smem) std::memset(smem, 0xff, cfg.smem);  // uninitialized shared memory reads as NaN
+  // uninitialized shared memory reads as NaN
+  if (smem && cfg.smem) std::memset(smem, 0xff, cfg.smem);
+  for (const SharedRegion& sr : shared_regions()) std::memset(sr.p, 0xff, sr.bytes);
   while (r.alive > 0) {
     const uint64_t before = r.progress;
     for (size_t k = 0; k < r.fibers.size(); ++k) {
@@ -262,6 +273,12 @@ bool run_block(BlockRun& r, const LaunchConfig& cfg, uint3 bid, unsigned char* s
 
 void set_reverse_order(bool on) { order_setting().store(on ? 1 : 0); }
 bool reverse_order() { return reversed(); }
+
+void shared_region(void* p, size_t bytes) {
+  for (const SharedRegion& r : shared_regions())
+    if (r.p == p) return;
+  shared_regions().push_back({p, bytes});
+}
 
 ThreadState& cur() {
   if (!t_fiber) {

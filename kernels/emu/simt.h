@@ -9,7 +9,7 @@
 // on the calling OS thread; the threads of a block are fibers (ucontext) switched at __syncthreads, __syncwarp,
 // the shuffles and mma.sync, so every barrier really waits for every live thread of its block or warp.
 // `__shared__` becomes `static`: one copy, which is the block's shared memory because blocks never overlap
-// (launches are serialized process-wide).
+// (launches are serialized process-wide); it is filled with 0xff before each block, as dynamic shared memory is.
 //
 // What the emulator catches, as a failed launch (cudaGetLastError returns cudaErrorLaunchFailure and a line
 // on stderr names the kernel, block and thread): a barrier that can never complete (deadlock), __trap(), an
@@ -139,6 +139,11 @@ Launcher<P...> launcher(void (*kernel)(P...), const char* name, dim3 grid, dim3 
                         cudaStream_t = nullptr) {
   return Launcher<P...>{kernel, LaunchConfig{reinterpret_cast<const void*>(kernel), name, grid, block, smem}};
 }
+
+// A static __shared__ variable (registered by the rewritten declaration, scripts/emu_rewrite.py): filled with
+// 0xff before every later block, so that a read of shared memory the block has not written gives NaN (or -1),
+// as the garbage of a GPU would give something wrong. Dynamic shared memory is filled the same way.
+void shared_region(void* p, size_t bytes);
 
 template <class T> T* dynamic_shared() { return reinterpret_cast<T*>(cur().dyn_smem); }
 

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -215,6 +216,24 @@ TEST(CudaEmu, ReverseOrderExposesAMissingBarrier) {
       EXPECT_EQ(right, barrier || !reverse) << "reverse " << reverse << " barrier " << barrier;
     }
   ::siam::emu::set_reverse_order(was);
+  cudaFree(d);
+}
+
+// Reads slot 5 of shared memory that no thread wrote.
+__global__ void unwritten_shared_kernel(float* out) {
+  __shared__ float s[8];
+  if (threadIdx.x == 0) s[0] = 1.f;
+  __syncthreads();
+  if (threadIdx.x == 0) out[blockIdx.x] = s[5];
+}
+
+TEST(CudaEmu, UnwrittenSharedMemoryReadsAsNan) {
+  float* d = device_copy(std::vector<float>(3, 0.f));
+  unwritten_shared_kernel<<<3, 32>>>(d);  // registers s (its first block, in either order, may find zeros)
+  unwritten_shared_kernel<<<3, 32>>>(d);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const auto o = host_copy(d, 3);
+  for (int b = 0; b < 3; ++b) EXPECT_TRUE(std::isnan(o[static_cast<size_t>(b)])) << "block " << b << ": " << o[b];
   cudaFree(d);
 }
 
