@@ -47,6 +47,7 @@ siam_emu_switch:
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 namespace siam::emu {
@@ -132,10 +133,13 @@ struct SharedRegion {
   void* p;
   size_t bytes;
 };
-std::vector<SharedRegion>& shared_regions() {
-  static std::vector<SharedRegion> r;  // guarded by the launch mutex (regions register from inside kernels)
-  return r;
+// The static __shared__ variables each kernel has declared so far (they register as its threads run), guarded
+// by the launch mutex; t_regions: the running launch's list, filled before each of its blocks.
+std::unordered_map<const void*, std::vector<SharedRegion>>& kernel_regions() {
+  static std::unordered_map<const void*, std::vector<SharedRegion>> m;
+  return m;
 }
+thread_local std::vector<SharedRegion>* t_regions = nullptr;
 
 std::mutex& launch_mutex() {
   static std::mutex m;
@@ -239,7 +243,8 @@ bool run_block(BlockRun& r, const LaunchConfig& cfg, uint3 bid, unsigned char* s
   }
   // uninitialized shared memory reads as NaN
   if (smem && cfg.smem) std::memset(smem, 0xff, cfg.smem);
-  for (const SharedRegion& sr : shared_regions()) std::memset(sr.p, 0xff, sr.bytes);
+  if (t_regions)
+    for (const SharedRegion& sr : *t_regions) std::memset(sr.p, 0xff, sr.bytes);
   while (r.alive > 0) {
     const uint64_t before = r.progress;
     for (size_t k = 0; k < r.fibers.size(); ++k) {
@@ -275,9 +280,10 @@ void set_reverse_order(bool on) { order_setting().store(on ? 1 : 0); }
 bool reverse_order() { return reversed(); }
 
 void shared_region(void* p, size_t bytes) {
-  for (const SharedRegion& r : shared_regions())
+  if (!t_regions) return;
+  for (const SharedRegion& r : *t_regions)
     if (r.p == p) return;
-  shared_regions().push_back({p, bytes});
+  t_regions->push_back({p, bytes});
 }
 
 ThreadState& cur() {
@@ -392,6 +398,7 @@ void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
   BlockRun run;
   run.body = body;
   run.ctx = ctx;
+  t_regions = &kernel_regions()[cfg.kernel];
   BlockRun* prev_run = t_run;
   Fiber* prev_fiber = t_fiber;
   t_run = &run;
@@ -405,6 +412,7 @@ void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
   }
   t_run = prev_run;
   t_fiber = prev_fiber;
+  t_regions = nullptr;
   if (!ok) launch_failed(cfg, run.why);
 }
 

@@ -140,9 +140,10 @@ Launcher<P...> launcher(void (*kernel)(P...), const char* name, dim3 grid, dim3 
   return Launcher<P...>{kernel, LaunchConfig{reinterpret_cast<const void*>(kernel), name, grid, block, smem}};
 }
 
-// A static __shared__ variable (registered by the rewritten declaration, scripts/emu_rewrite.py): filled with
-// 0xff before every later block, so that a read of shared memory the block has not written gives NaN (or -1),
-// as the garbage of a GPU would give something wrong. Dynamic shared memory is filled the same way.
+// A static __shared__ variable (registered by the rewritten declaration, scripts/emu_rewrite.py) of the running
+// kernel: filled with 0xff before every later block of that kernel (the first block of its first launch finds
+// zeros), so that a read of shared memory the block has not written gives NaN (or -1), as the garbage of a GPU
+// would give something wrong. Dynamic shared memory is filled the same way, before every block.
 void shared_region(void* p, size_t bytes);
 
 template <class T> T* dynamic_shared() { return reinterpret_cast<T*>(cur().dyn_smem); }
