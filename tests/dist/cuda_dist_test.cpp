@@ -5,14 +5,12 @@
 #include <gtest/gtest.h>
 
 #include <string>
-#include <tuple>
 
 #include "engine/dist/backends.h"
-#include "engine/dist/ddp.h"
 #include "engine/nn/batchnorm.h"
-#include "engine/optim/sgd.h"
 #include "methods/method.h"
 #include "tests/cuda/cuda_test.h"
+#include "tests/dist/ddp_steps.h"
 #include "tests/dist/dist_util.h"
 #include "tests/unit/test_util.h"
 
@@ -79,7 +77,6 @@ TEST_P(MethodOnTwoDevices, FiveDdpStepsEndInTheWeightsOfOneCpuProcess) {
   dist::Communicator& world = dist::world();
   const std::string name = GetParam();
   const Device dev = my_device(world);
-  const int64_t b = 16;
   auto single = dist::detail::make_single("ref", 60);
   auto ref = build(name);
   ref->set_communicator(single.get());
@@ -87,38 +84,7 @@ TEST_P(MethodOnTwoDevices, FiveDdpStepsEndInTheWeightsOfOneCpuProcess) {
   m->set_communicator(&world);
   nn::convert_sync_batchnorm(*m, &world);
   m->to(dev);
-  auto params = [](methods::Method& x) {
-    std::vector<Tensor> v;
-    for (auto& [n, p] : x.trainable_parameters()) v.push_back(p);
-    return v;
-  };
-  optim::SGD s1(params(*ref), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
-  optim::SGD s2(params(*m), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
-  dist::DistributedDataParallel ddp(m->trainable_parameters(), m->named_buffers(), {.bucket_mb = 0.01}, &world);
-  for (int64_t k = 0; k < 5; ++k) {
-    methods::StepInfo info{.step = k, .total_steps = 5};
-    std::vector<Tensor> views;
-    for (int v = 0; v < 2; ++v) views.push_back(global_batch({2 * b, 3, 8, 8}, 1000 + 10 * k + v).to(DType::f64));
-    if (name == "swav")
-      for (int v = 0; v < 2; ++v) views.push_back(global_batch({2 * b, 3, 4, 4}, 2000 + 10 * k + v).to(DType::f64));
-    std::vector<Tensor> mine;
-    for (auto& v : views) mine.push_back(my_rows(v, world).to(dev));
-    for (auto [method, sgd, vs] : {std::tuple{ref.get(), &s1, &views}, std::tuple{m.get(), &s2, &mine}}) {
-      Tensor l = method->loss(*vs, info).loss;
-      sgd->zero_grad();
-      l.backward();
-      if (method == m.get()) ddp.finish();
-      method->before_optimizer_step(info);
-      sgd->step();
-      method->after_optimizer_step(info);
-    }
-  }
-  auto a = ref->named_parameters(), c = m->named_parameters();
-  ASSERT_EQ(a.size(), c.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_TRUE(c[i].second.is_cuda()) << name << " " << c[i].first;
-    EXPECT_REL_NEAR(c[i].second.to(kCPU), a[i].second, 1e-5, name + " " + a[i].first, 1e-3 * max_abs(a[i].second));
-  }
+  expect_five_ddp_steps_match(name, *ref, *m, world, dev);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MethodOnTwoDevices, ::testing::ValuesIn(methods::method_names()),

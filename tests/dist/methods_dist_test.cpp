@@ -14,6 +14,7 @@
 #include "engine/ops/elementwise.h"
 #include "engine/optim/sgd.h"
 #include "methods/method.h"
+#include "tests/dist/ddp_steps.h"
 #include "tests/dist/dist_util.h"
 #include "tests/unit/test_util.h"
 #include "train/config.h"
@@ -106,43 +107,13 @@ TEST_P(MethodOnTwoRanks, EqualsOneProcessWithTheDoubledBatch) {
 TEST_P(MethodOnTwoRanks, FiveDdpStepsEndInTheWeightsOfOneProcess) {
   dist::Communicator& world = dist::world();
   const std::string name = GetParam();
-  const int64_t b = 16;
   auto single = dist::detail::make_single("ref", 60);
   auto ref = build(name, 7);
   ref->set_communicator(single.get());
   auto m = build(name, 7);
   m->set_communicator(&world);
   nn::convert_sync_batchnorm(*m, &world);
-  auto params = [](methods::Method& x) {
-    std::vector<Tensor> v;
-    for (auto& [n, p] : x.trainable_parameters()) v.push_back(p);
-    return v;
-  };
-  optim::SGD s1(params(*ref), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
-  optim::SGD s2(params(*m), {.lr = 0.05, .momentum = 0.9, .weight_decay = 1e-4});
-  dist::DistributedDataParallel ddp(m->trainable_parameters(), m->named_buffers(), {.bucket_mb = 0.01}, &world);
-  for (int64_t k = 0; k < 5; ++k) {
-    methods::StepInfo info{.step = k, .total_steps = 5};
-    std::vector<Tensor> views;
-    for (int v = 0; v < 2; ++v) views.push_back(global_batch({2 * b, 3, 8, 8}, 1000 + 10 * k + v).to(DType::f64));
-    if (name == "swav")
-      for (int v = 0; v < 2; ++v) views.push_back(global_batch({2 * b, 3, 4, 4}, 2000 + 10 * k + v).to(DType::f64));
-    std::vector<Tensor> mine;
-    for (auto& v : views) mine.push_back(my_rows(v, world));
-    for (auto [method, sgd, vs] : {std::tuple{ref.get(), &s1, &views}, std::tuple{m.get(), &s2, &mine}}) {
-      Tensor l = method->loss(*vs, info).loss;
-      sgd->zero_grad();
-      l.backward();
-      if (method == m.get()) ddp.finish();
-      method->before_optimizer_step(info);
-      sgd->step();
-      method->after_optimizer_step(info);
-    }
-  }
-  auto a = ref->named_parameters(), c = m->named_parameters();
-  ASSERT_EQ(a.size(), c.size());
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_REL_NEAR(c[i].second, a[i].second, 1e-5, name + " " + a[i].first, 1e-3 * max_abs(a[i].second));
+  expect_five_ddp_steps_match(name, *ref, *m, world, kCPU);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MethodOnTwoRanks, ::testing::ValuesIn(methods::method_names()),
