@@ -52,19 +52,6 @@ std::string bytes_str(size_t b) {
   return buf;
 }
 
-MPI_Datatype mpi_type(DType t, const char* op) {
-  switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    case DType::u8: return MPI_UINT8_T;
-    case DType::bf16:
-    case DType::f16: return MPI_UINT16_T;  // moved, never reduced (check_reduce_dtype)
-  }
-  SIAM_FAIL(op, ": no MPI type for dtype ", dtype_name(t));
-}
-
 MPI_Op mpi_op(ReduceOp op) { return op == ReduceOp::max ? MPI_MAX : MPI_SUM; }
 
 int mpi_count(int64_t n, const char* op) {

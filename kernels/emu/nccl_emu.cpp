@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/core/error.h"
+#include "engine/dist/mpi_check.h"
 #include "kernels/common/half.h"
 #include "kernels/cuda/nccl.h"
 
@@ -22,24 +23,7 @@ namespace {
 
 MPI_Comm& mpi(void* c) { return *static_cast<MPI_Comm*>(c); }
 
-void check(int rc, const char* what) {
-  SIAM_CHECK(rc == MPI_SUCCESS, "emulated NCCL: ", what, " failed (MPI error ", rc, ")");
-}
-
 bool half_type(DType t) { return t == DType::bf16 || t == DType::f16; }
-
-MPI_Datatype mpi_type(DType t) {
-  switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    case DType::u8: return MPI_UINT8_T;
-    case DType::bf16:
-    case DType::f16: return MPI_FLOAT;  // reduced through f32; moved as MPI_UINT16_T
-  }
-  return MPI_BYTE;
-}
 
 MPI_Op mpi_op(NcclReduce op) { return op == NcclReduce::max ? MPI_MAX : MPI_SUM; }
 
@@ -62,13 +46,14 @@ void reduce_in_place(MPI_Comm c, void* buf, size_t count, DType t, NcclReduce op
   const int n = static_cast<int>(count);
   if (half_type(t)) {
     std::vector<float> v = widen(buf, count, t);
-    check(MPI_Allreduce(MPI_IN_PLACE, v.data(), n, MPI_FLOAT, mpi_op(op), c), "MPI_Allreduce");
+    SIAM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v.data(), n, MPI_FLOAT, mpi_op(op), c));
     if (op == NcclReduce::avg)
       for (float& x : v) x /= static_cast<float>(nranks);
     narrow(v, buf, t);
     return;
   }
-  check(MPI_Allreduce(MPI_IN_PLACE, buf, n, mpi_type(t), mpi_op(op), c), "MPI_Allreduce");
+  SIAM_MPI_CHECK(
+      MPI_Allreduce(MPI_IN_PLACE, buf, n, dist::detail::mpi_type(t, "emulated NCCL all_reduce"), mpi_op(op), c));
   if (op == NcclReduce::avg) {
     if (t == DType::f32)
       for (size_t i = 0; i < count; ++i) static_cast<float*>(buf)[i] /= static_cast<float>(nranks);
@@ -92,15 +77,15 @@ bool nccl_any_aborted() { return false; }
 NcclComm::NcclComm(const NcclUniqueId&, int nranks, int rank, int device, StreamHandle stream, std::string name, double)
     : nranks_(nranks), rank_(rank), device_(device), stream_(stream), name_(std::move(name)) {
   int initialized = 0;
-  check(MPI_Initialized(&initialized), "MPI_Initialized");
+  SIAM_MPI_CHECK(MPI_Initialized(&initialized));
   SIAM_CHECK(initialized, "emulated NCCL '", name_, "': needs MPI (run under mpirun, after siam::dist::init)");
   int size = 0, me = 0;
-  check(MPI_Comm_size(MPI_COMM_WORLD, &size), "MPI_Comm_size");
-  check(MPI_Comm_rank(MPI_COMM_WORLD, &me), "MPI_Comm_rank");
+  SIAM_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  SIAM_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &me));
   SIAM_CHECK(size == nranks && me == rank, "emulated NCCL '", name_, "': rank ", rank, " of ", nranks,
              " must be MPI rank ", me, " of ", size, " (the emulator's NCCL spans the MPI world)");
   auto* c = new MPI_Comm;
-  check(MPI_Comm_dup(MPI_COMM_WORLD, c), "MPI_Comm_dup");
+  SIAM_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, c));
   comm_ = c;
 }
 
@@ -116,7 +101,7 @@ NcclComm::~NcclComm() {
 
 std::unique_ptr<NcclComm> NcclComm::split(std::string name, double) {
   auto* c = new MPI_Comm;
-  check(MPI_Comm_dup(mpi(comm_), c), "MPI_Comm_dup");
+  SIAM_MPI_CHECK(MPI_Comm_dup(mpi(comm_), c));
   return std::unique_ptr<NcclComm>(new NcclComm(c, nranks_, rank_, device_, std::move(name)));
 }
 
@@ -131,9 +116,8 @@ void NcclComm::all_gather(const void* send, void* recv, size_t count, DType dtyp
   const size_t bytes = count * dtype_size(dtype);
   std::vector<unsigned char> mine(static_cast<const unsigned char*>(send),
                                   static_cast<const unsigned char*>(send) + bytes);
-  check(MPI_Allgather(mine.data(), static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE,
-                      mpi(comm_)),
-        "MPI_Allgather");
+  SIAM_MPI_CHECK(MPI_Allgather(mine.data(), static_cast<int>(bytes), MPI_BYTE, recv, static_cast<int>(bytes), MPI_BYTE,
+                               mpi(comm_)));
 }
 
 void NcclComm::reduce_scatter(const void* send, void* recv, size_t count, DType dtype, NcclReduce op, double) {
@@ -147,7 +131,7 @@ void NcclComm::reduce_scatter(const void* send, void* recv, size_t count, DType 
 
 void NcclComm::broadcast(void* buf, size_t count, DType dtype, int root, double) {
   ++seq_;
-  check(MPI_Bcast(buf, static_cast<int>(count * dtype_size(dtype)), MPI_BYTE, root, mpi(comm_)), "MPI_Bcast");
+  SIAM_MPI_CHECK(MPI_Bcast(buf, static_cast<int>(count * dtype_size(dtype)), MPI_BYTE, root, mpi(comm_)));
 }
 
 }  // namespace siam::cuda
