@@ -453,13 +453,14 @@ Tensor Tensor::to(Device dev, bool non_blocking) const {
   // A device to host copy stays in flight only into pinned memory.
   const bool async = non_blocking && src.is_cuda() && dev.is_cpu();
   Tensor out = empty(shape(), options().with_device(dev).with_pinned(async));
+  copy_bytes(out.raw_data(), dev, src.raw_data(), src.device(), src.nbytes(), non_blocking);
   if constexpr (kCudaBuild) {
-    // A pinned block read or written by an asynchronous copy must not be reused before the copy is done.
+    // A pinned block read or written by an asynchronous copy must not be reused, nor written by the host,
+    // before the copy is done: the block remembers the copy's stream and an event after it.
     if (src.is_pinned() && dev.is_cuda())
       cuda::pinned_record_stream(src.storage()->data(), cuda::current_stream(dev.index));
     if (out.is_pinned()) cuda::pinned_record_stream(out.storage()->data(), cuda::current_stream(src.device().index));
   }
-  copy_bytes(out.raw_data(), dev, src.raw_data(), src.device(), src.nbytes(), non_blocking);
   if (autograd::needs_grad({*this})) {
     Device from = device();
     autograd::record("to_device", out, {*this}, [from](const Tensor& g, const std::vector<bool>&) -> std::vector<Tensor> {

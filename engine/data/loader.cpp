@@ -8,6 +8,7 @@
 
 #include "engine/ops/dispatch.h"
 #include "kernels/common/philox.h"
+#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/stream.h"
 
 namespace siam::data {
@@ -144,7 +145,14 @@ Batch Loader::build(const std::vector<int64_t>& indices, int64_t epoch, int64_t 
   const int64_t B = static_cast<int64_t>(indices.size());
   const int C = views_.channels();
   Batch b;
-  if (!take_free_buffers(B, b)) {
+  if (take_free_buffers(B, b)) {
+    if constexpr (ops::kCudaBuild) {
+      // The consumer may have queued an asynchronous copy of these views to the GPU and let them go before
+      // it finished: wait for it before writing them again.
+      if (opt_.pin_memory)
+        for (const Tensor& v : b.views) cuda::pinned_host_wait(v.storage()->data());
+    }
+  } else {
     for (int v = 0; v < views_.num_views(); ++v)
       b.views.push_back(empty({B, C, views_.view(v).height, views_.view(v).width},
                               TensorOptions(DType::f32).with_pinned(opt_.pin_memory)));

@@ -51,7 +51,8 @@ struct LoaderOptions {
   int rank = 0, world_size = 1;
   bool reuse_buffers = true;  // refill released batches (see Buffers above); false: allocate every batch
   // Views in page-locked host memory (the CUDA backend's pinned cache), so the trainer's copies to the GPU are
-  // asynchronous; needs a CUDA device (siam::Error otherwise). Reused buffers stay pinned.
+  // asynchronous; needs a CUDA device (siam::Error otherwise). Reused buffers stay pinned, and are refilled
+  // only after the asynchronous copies Tensor::to queued from them have finished (cuda::pinned_host_wait).
   bool pin_memory = false;
   // The CUDA device the batches go to: with pin_memory, the worker threads make it theirs, so that their
   // pinned allocations do not create a context on device 0 (every rank's, on a machine of several GPUs).

@@ -172,7 +172,7 @@ class PinnedCache {
     SIAM_CUDA_CHECK(cudaHostAlloc(&p, cls, cudaHostAllocPortable));
     ++host_allocs_;
     allocated_ += cls;
-    blocks_[p] = Info{cls, true, {}};
+    blocks_[p] = Info{cls, true, {}, {}};
     return p;
   }
 
@@ -195,6 +195,8 @@ class PinnedCache {
       }
       info.streams.clear();
     }
+    for (cudaEvent_t ev : info.uses) cudaEventDestroy(ev);  // released once their work completes
+    info.uses.clear();
     process();
   }
 
@@ -202,10 +204,30 @@ class PinnedCache {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = blocks_.find(p);
     if (it == blocks_.end() || !it->second.live) return;
-    auto& s = it->second.streams;
-    for (void* x : s)
-      if (x == stream) return;
-    s.push_back(stream);
+    Info& info = it->second;
+    size_t i = 0;
+    while (i < info.streams.size() && info.streams[i] != stream) ++i;
+    if (i == info.streams.size()) {
+      cudaEvent_t ev = nullptr;
+      SIAM_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+      info.streams.push_back(stream);
+      info.uses.push_back(ev);
+    }
+    SIAM_CUDA_CHECK(cudaEventRecord(info.uses[i], static_cast<cudaStream_t>(stream)));  // the copy's end
+  }
+
+  // The events of the block's recorded copies, taken under the lock and waited for outside it (the alloc and
+  // free of other blocks go on meanwhile). The caller owns the block, so no free destroys them meanwhile.
+  void host_wait(void* p) {
+    std::vector<cudaEvent_t> uses;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = blocks_.find(p);
+      if (it == blocks_.end() || !it->second.live || it->second.uses.empty()) return;
+      uses = it->second.uses;
+      ++host_waits_;
+    }
+    for (cudaEvent_t ev : uses) SIAM_CUDA_CHECK(cudaEventSynchronize(ev));
   }
 
   bool contains(const void* p) {
@@ -215,7 +237,7 @@ class PinnedCache {
 
   PinnedStats stats() {
     std::lock_guard<std::mutex> lock(mu_);
-    return PinnedStats{allocated_, cached_, host_allocs_};
+    return PinnedStats{allocated_, cached_, host_allocs_, host_waits_};
   }
 
   void empty() {
@@ -235,7 +257,8 @@ class PinnedCache {
   struct Info {
     size_t size;
     bool live;
-    std::vector<void*> streams;
+    std::vector<void*> streams;     // the streams of the copies recorded since the block was handed out
+    std::vector<cudaEvent_t> uses;  // per stream: recorded after its latest copy of the block
   };
   // Blocks whose every event has completed go back to their bin.
   void process() {
@@ -265,7 +288,7 @@ class PinnedCache {
   std::unordered_map<void*, Info> blocks_;
   std::map<size_t, std::vector<void*>> free_;
   std::vector<std::pair<cudaEvent_t, void*>> pending_;
-  size_t allocated_ = 0, cached_ = 0, host_allocs_ = 0;
+  size_t allocated_ = 0, cached_ = 0, host_allocs_ = 0, host_waits_ = 0;
 };
 
 PinnedCache& pinned_cache() {
@@ -288,6 +311,7 @@ void pinned_free(void* p) noexcept {
   }
 }
 void pinned_record_stream(void* base, void* stream) { pinned_cache().record(base, stream); }
+void pinned_host_wait(void* base) { pinned_cache().host_wait(base); }
 bool is_pinned_block(const void* base) { return pinned_cache().contains(base); }
 PinnedStats pinned_stats() { return pinned_cache().stats(); }
 void pinned_empty_cache() { pinned_cache().empty(); }

@@ -34,14 +34,21 @@ void reset_peak_device_stats(int device);
 // ---- pinned host memory ----
 void* pinned_alloc(size_t nbytes);  // throws siam::Error when no CUDA device is present
 void pinned_free(void* p) noexcept;
-// An asynchronous copy on `stream` uses the pinned block that starts at `base`: when the block is freed, its
-// reuse waits for that stream. No-op for pointers that are not pinned blocks.
+// An asynchronous copy just queued on `stream` uses the pinned block that starts at `base` (call it after
+// queuing the copy): when the block is freed, its reuse waits for that stream, and pinned_host_wait waits for
+// the copy. No-op for pointers that are not pinned blocks.
 void pinned_record_stream(void* base, void* stream);
+// Blocks the calling thread until every asynchronous copy recorded on the live pinned block at `base` has
+// finished, so that the host may write the block again. For a holder that refills its pinned buffers without
+// freeing them (the data loader's reused batches); the caller must be the block's only user. No-op for
+// pointers that are not pinned blocks.
+void pinned_host_wait(void* base);
 bool is_pinned_block(const void* base);
 struct PinnedStats {
   size_t allocated_bytes = 0;  // live blocks (by size class)
   size_t cached_bytes = 0;     // freed blocks kept for reuse
   size_t host_allocs = 0;      // cudaHostAlloc calls
+  size_t host_waits = 0;       // pinned_host_wait calls that found copies recorded on their block
 };
 PinnedStats pinned_stats();
 void pinned_empty_cache();

@@ -1,5 +1,6 @@
 // The CUDA backend's memory, streams and transfers (label cuda): the caching allocator's reuse and stats on
-// a real device, pinned host memory and asynchronous copies, streams and events, Philox dropout equality.
+// a real device, pinned host memory and asynchronous copies (also through the data loader's reused pinned
+// batches), streams and events, Philox dropout equality.
 // Each test skips with a reason where no CUDA device is present; the allocator's bookkeeping is tested on
 // every machine by tests/unit/cuda_allocator_logic_test.cpp.
 #include <gtest/gtest.h>
@@ -7,6 +8,9 @@
 #include <string>
 
 #include "engine/core/random.h"
+#include "engine/data/dataset.h"
+#include "engine/data/loader.h"
+#include "engine/data/views.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
 #include "engine/ops/reduce.h"
@@ -125,6 +129,66 @@ TEST(CudaTransfer, BlockingCopyFromPinnedMemoryHasReadItsSourceWhenItReturns) {
   EXPECT_EQ(max(d).to(kCPU).item(), 1.0);
   EXPECT_EQ(min(d, {0}).to(kCPU).item(), 1.0);
   EXPECT_EQ(busy.size(0), 4096);
+}
+
+// The data loader refills pinned batches it handed out without freeing them. pinned_host_wait is what it
+// waits on: after it returns, the asynchronous copy queued behind a long product has read its source, so a
+// host write to the block no longer changes what arrives. Only blocks with recorded copies count a wait.
+TEST(CudaTransfer, PinnedHostWaitLetsTheHostRewriteTheSourceOfAnAsyncCopy) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (kCudaBuild) {
+    Tensor a = randn({4096, 4096}).to(kDev);
+    Tensor p = full({1 << 20}, 1.0).pin_memory();
+    Tensor untouched = full({64}, 3.0).pin_memory();
+    const size_t waits = cuda::pinned_stats().host_waits;
+    Tensor busy = matmul(a, a);  // milliseconds of work queued ahead of the copy
+    Tensor d = p.to(kDev, /*non_blocking=*/true);
+    cuda::pinned_host_wait(p.storage()->data());
+    p.fill_(2.0);
+    cuda::pinned_host_wait(untouched.storage()->data());  // no copy recorded: returns at once, counts nothing
+    cuda::pinned_host_wait(a.storage()->data());          // not a pinned block: no-op
+    EXPECT_EQ(cuda::pinned_stats().host_waits, waits + 1);
+    EXPECT_EQ(max(d).to(kCPU).item(), 1.0);
+    EXPECT_EQ(min(d, {0}).to(kCPU).item(), 1.0);
+    EXPECT_EQ(busy.size(0), 4096);
+  }
+}
+
+// The loader with pin_memory and reused buffers, fed the way the trainer feeds the GPU: each batch copied
+// asynchronously behind queued work and let go at once. Every device batch must hold what a pageable loader
+// built for the same step, although the worker refills the released pinned buffers while copies may be in
+// flight.
+TEST(CudaLoader, ReusedPinnedBatchesAreRefilledOnlyAfterTheirCopies) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (kCudaBuild) {
+    auto dataset = std::make_shared<data::SyntheticDataset>(
+        data::SyntheticOptions{.n = 48, .h = 20, .w = 24, .c = 3, .classes = 4, .seed = 9});
+    const std::vector<data::ViewSpec> views = {data::simclr_view(16, 3)};
+    data::Loader plain(dataset, data::ViewPipeline(views, 3), {.batch_size = 4, .seed = 5, .threads = 0});
+    data::Loader pinned(dataset, data::ViewPipeline(views, 3),
+                        {.batch_size = 4, .seed = 5, .threads = 1, .prefetch = 1, .pin_memory = true});
+    const size_t waits = cuda::pinned_stats().host_waits;
+    Tensor a = randn({1536, 1536}).to(kDev);
+    for (int64_t epoch = 0; epoch < 2; ++epoch) {
+      plain.start_epoch(epoch);
+      pinned.start_epoch(epoch);
+      std::vector<Tensor> on_device;
+      std::vector<std::vector<float>> expected;
+      data::Batch b, ref;
+      while (pinned.next(b)) {
+        ASSERT_TRUE(plain.next(ref));
+        ASSERT_TRUE(b.views[0].is_pinned());
+        Tensor busy = matmul(a, a);  // the copy waits behind it, as behind a training step
+        on_device.push_back(b.views[0].to(kDev, /*non_blocking=*/true));
+        expected.push_back(ref.views[0].to_vector<float>());
+      }
+      ASSERT_EQ(on_device.size(), 12u);
+      for (size_t i = 0; i < on_device.size(); ++i)
+        EXPECT_EQ(on_device[i].to(kCPU).to_vector<float>(), expected[i]) << "epoch " << epoch << " batch " << i;
+    }
+    EXPECT_GT(pinned.batches_reused(), 0);
+    EXPECT_GT(cuda::pinned_stats().host_waits, waits);
+  }
 }
 
 TEST(CudaTransfer, BlockingCopiesAndDtypeConversions) {
