@@ -152,9 +152,19 @@ TEST(MultiTensorEma, BatchNormBuffers) {
     ref[i].mul_(0.9).add_(ob[i], 0.1);
     expect_close(tb[i], ref[i], 3e-7, "buffer " + std::to_string(i));
   }
-  // parameters and buffers of two encoders at once
+  // the parameters after the buffers: each moves halfway to the online one
   std::vector<Tensor> tp = target.parameters(), op = online.parameters();
+  {
+    NoGradGuard no_grad;  // the two encoders start equal (weight 1, bias 0): move the online one
+    for (Tensor& p : op) p.add_(randn(p.shape()));
+  }
+  std::vector<Tensor> pref = clone_list(tp);
   optim::ema_update(tp, op, 0.5);
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < tp.size(); ++i) {
+    pref[i].mul_(0.5).add_(op[i], 0.5);
+    expect_close(tp[i], pref[i], 3e-7, "parameter " + std::to_string(i));
+  }
 }
 
 TEST(MultiTensorEma, CopyParamsInitialisesAMomentumEncoder) {
