@@ -24,8 +24,8 @@ void check_pair(const char* op, const char* na, const Tensor& a, const char* nb,
   if (!allow_cuda) ops::require_cpu(op, {a, b});
   SIAM_CHECK(a.device() == b.device(), op, ": ", na, " and ", nb, " must be on one device, got ", a.device().str(),
              " and ", b.device().str());
-  ops::require_floating(op, a);
-  ops::require_floating(op, b);
+  ops::require_floating_or_half(op, a);  // bf16/f16: run on f32 copies (the callers)
+  ops::require_floating_or_half(op, b);
   ops::require_same_dtype(op, a, b);
   SIAM_CHECK(a.dim() == 2, op, ": ", na, " must be (N, D), got ", shape_str(a.shape()));
   SIAM_CHECK(a.shape() == b.shape(), op, ": ", na, " and ", nb, " must have the same shape, got ", na, " ",
@@ -134,6 +134,7 @@ VicregTerms vicreg_terms_cuda(const Tensor& z1, const Tensor& z2, double eps) {
 Tensor normalized_mse(const Tensor& p, const Tensor& z) {
   const char* op = "normalized_mse";
   check_pair(op, "p", p, "z", z, 1, /*allow_cuda=*/true);
+  if (ops::is_half(p.dtype())) return normalized_mse(p.to(DType::f32), z.to(DType::f32));
   const int64_t n = p.size(0), d = p.size(1);
   Tensor pc = p.detach().contiguous(), zc = z.detach().contiguous();
   Tensor stats = empty({n, 3}, p.options());  // (N, 3): |p_i|, |z_i|, cos_i
@@ -162,6 +163,7 @@ VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps) {
   const char* op = "vicreg_terms";
   check_pair(op, "z1", z1, "z2", z2, 2, /*allow_cuda=*/true);
   SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  if (ops::is_half(z1.dtype())) return vicreg_terms(z1.to(DType::f32), z2.to(DType::f32), eps);
   if (z1.device().is_cuda()) return vicreg_terms_cuda(z1, z2, eps);
   const int64_t n = z1.size(0), d = z1.size(1), g = kernels::cpu::vicreg_gram_dim(n, d);
   Tensor a = z1.detach().contiguous(), b = z2.detach().contiguous();

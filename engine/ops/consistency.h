@@ -1,6 +1,7 @@
 // Consistency losses of the non-contrastive methods as fused ops (kernels/cpu/consistency.h; on CUDA
 // kernels/cuda/consistency.h and xcorr.h): BYOL and SimSiam's normalized MSE, VICReg's invariance, variance
-// and covariance terms.
+// and covariance terms. bf16/f16 inputs are computed in f32 (engine/ops/dispatch.h's is_half): the results
+// are f32, the gradients in the inputs' dtype.
 #pragma once
 #include "engine/tensor.h"
 

@@ -33,6 +33,15 @@ inline void require_same_dtype(const char* op, const Tensor& a, const Tensor& b)
 inline void require_same_device(const char* op, const Tensor& a, const Tensor& b) {
   SIAM_CHECK(a.device() == b.device(), op, ": device mismatch, ", a.device().str(), " vs ", b.device().str());
 }
+// bf16/f16 inputs of the fused losses and statistics (siamese.h, consistency.h, sinkhorn.h, whiten.h):
+// half-precision storage, f32 arithmetic. Those ops accept them (require_floating_or_half) and run on an f32
+// copy taken with Tensor::to, whose backward rounds the gradient back to the input's dtype; their scalar
+// results and statistics are f32, as nt_xent's are.
+inline bool is_half(DType t) { return t == DType::bf16 || t == DType::f16; }
+inline void require_floating_or_half(const char* op, const Tensor& t) {
+  SIAM_CHECK(is_floating(t.dtype()), op, ": expects a floating tensor (f32, f64, bf16, f16), got ",
+             dtype_name(t.dtype()), " of shape ", shape_str(t.shape()));
+}
 inline void require_floating(const char* op, const Tensor& t) {
   SIAM_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::f64, op, ": expects an f32 or f64 tensor, got ",
              dtype_name(t.dtype()), " of shape ", shape_str(t.shape()),

@@ -259,9 +259,9 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
 
 Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, double temperature, bool normalize) {
   const char* op = "moco_infonce";
-  check_matrix(op, "q", q, false, /*allow_cuda=*/true);
-  check_matrix(op, "k", k, false, /*allow_cuda=*/true);
-  check_matrix(op, "queue", queue, false, /*allow_cuda=*/true);
+  check_matrix(op, "q", q, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "k", k, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "queue", queue, /*allow_half=*/true, /*allow_cuda=*/true);
   ops::require_same_dtype(op, q, k);
   ops::require_same_dtype(op, q, queue);
   ops::require_same_device(op, q, k);
@@ -273,6 +273,9 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
   SIAM_CHECK(q.size(0) >= 1 && q.size(1) >= 1, op, ": needs at least one query and one feature, got q ",
              shape_str(q.shape()));
   check_temperature(op, temperature);
+  // bf16/f16 inputs: f32 copies (on CUDA, bf16 inputs also take the tensor-core kernel, as nt_xent's do)
+  const DType qdt = q.dtype(), cdt = compute_dtype(q);
+  auto rows_in = [cdt](const Tensor& t) { return t.dtype() == cdt ? t : stack_rows({t}, cdt); };
   if (q.is_cuda()) {
     kernels::cpu::InfonceArgs args;
     args.rows = q.size(0);
@@ -281,30 +284,31 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
     args.self = false;
     args.temperature = temperature;
     Tensor norm;
-    Tensor zq = prepare_rows_cuda(q, normalize, &norm);                                         // (N, D)
-    Tensor zk = prepare_rows_cuda(k, normalize, nullptr);                                       // (N, D)
-    Tensor zc = queue.size(0) > 0 ? prepare_rows_cuda(queue, normalize, nullptr) : Tensor();    // (K, D)
-    return infonce_cuda(op, args, {q}, zq, norm, zk, zc, normalize, q.dtype());
+    Tensor zq = prepare_rows_cuda(rows_in(q), normalize, &norm);                                       // (N, D)
+    Tensor zk = prepare_rows_cuda(rows_in(k), normalize, nullptr);                                     // (N, D)
+    Tensor zc = queue.size(0) > 0 ? prepare_rows_cuda(rows_in(queue), normalize, nullptr) : Tensor();  // (K, D)
+    return infonce_cuda(op, args, {q}, zq, norm, zk, zc, normalize, qdt);
   }
   Tensor rnorm;
-  Tensor zq = prepare_rows(q, normalize, &rnorm);                        // (N, D)
-  Tensor zk = prepare_rows(k, normalize, nullptr);                       // (N, D), no gradient
-  Tensor zc = queue.size(0) > 0 ? prepare_rows(queue, normalize, nullptr) : queue.detach().contiguous();  // (K, D)
+  Tensor zq = prepare_rows(rows_in(q), normalize, &rnorm);   // (N, D)
+  Tensor zk = prepare_rows(rows_in(k), normalize, nullptr);  // (N, D), no gradient
+  Tensor zc = queue.size(0) > 0 ? prepare_rows(rows_in(queue), normalize, nullptr)
+                                : queue.detach().to(cdt).contiguous();  // (K, D)
   kernels::cpu::InfonceArgs args;
   args.rows = q.size(0);
   args.cols = queue.size(0);
   args.dim = q.size(1);
   args.self = false;
   args.temperature = temperature;
-  Tensor lse = empty({args.rows}, q.options());  // (N)
+  Tensor lse = empty({args.rows}, zq.options());  // (N)
   double loss = 0;
   SIAM_DISPATCH_FLOAT(zq.dtype(), op,
                       loss = kernels::cpu::infonce_forward<scalar_t>(args, zq.data<scalar_t>(), zk.data<scalar_t>(),
                                                                      zc.data<scalar_t>(), lse.data<scalar_t>()));
-  Tensor out = full({}, loss, q.options());
+  Tensor out = full({}, loss, zq.options());
   if (autograd::needs_grad({q})) {
     autograd::record(
-        op, out, {q}, [args, zq, zk, zc, lse, rnorm, normalize](const Tensor& g, const std::vector<bool>&) {
+        op, out, {q}, [args, zq, zk, zc, lse, rnorm, normalize, qdt](const Tensor& g, const std::vector<bool>&) {
           Tensor dq = empty(zq.shape(), zq.options());  // (N, D)
           SIAM_DISPATCH_FLOAT(zq.dtype(), "moco_infonce", {
             const scalar_t gv = static_cast<scalar_t>(g.item());
@@ -315,7 +319,7 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
                                                                  rnorm.data<scalar_t>(), dq.data<scalar_t>(),
                                                                  dq.data<scalar_t>());
           });
-          return std::vector<Tensor>{dq};
+          return std::vector<Tensor>{grad_rows(dq, 0, args.rows, qdt)};
         });
   }
   return out;
@@ -371,8 +375,8 @@ Tensor barlow_twins_loss_cuda(const Tensor& z1, const Tensor& z2, double lambda,
 
 Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, double eps) {
   const char* op = "barlow_twins_loss";
-  check_matrix(op, "z1", z1, /*allow_half=*/false, /*allow_cuda=*/true);
-  check_matrix(op, "z2", z2, /*allow_half=*/false, /*allow_cuda=*/true);
+  check_matrix(op, "z1", z1, /*allow_half=*/true, /*allow_cuda=*/true);
+  check_matrix(op, "z2", z2, /*allow_half=*/true, /*allow_cuda=*/true);
   ops::require_same_dtype(op, z1, z2);
   SIAM_CHECK(z1.device() == z2.device(), op, ": z1 and z2 must be on one device, got ", z1.device().str(), " and ",
              z2.device().str());
@@ -382,6 +386,8 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
              ": batch standardization needs at least 2 samples and 1 feature, got ", shape_str(z1.shape()));
   SIAM_CHECK(std::isfinite(lambda) && lambda >= 0, op, ": lambda must be finite and >= 0, got ", lambda);
   SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  if (ops::is_half(z1.dtype()))  // f32 copies; the casts round the gradients back
+    return barlow_twins_loss(z1.to(DType::f32), z2.to(DType::f32), lambda, eps);
   const int64_t n = z1.size(0), d = z1.size(1);
   if (z1.device().is_cuda()) return barlow_twins_loss_cuda(z1, z2, lambda, eps);
   Tensor x1 = z1.detach().contiguous(), x2 = z2.detach().contiguous();

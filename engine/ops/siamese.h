@@ -16,11 +16,12 @@ Tensor nt_xent(const Tensor& z1, const Tensor& z2, double temperature, bool norm
 // MoCo InfoNCE: queries q (N, D), positive keys k (N, D), negatives queue (K, D). Row i's logits are
 // [q_i . k_i, q_i . queue_0, ..., q_i . queue_{K-1}] / temperature, the positive first; mean over rows.
 // k and queue get no gradient (MoCo's keys come from the momentum encoder); all three are normalized when
-// `normalize`.
+// `normalize`. bf16/f16 inputs (all three alike) are computed in f32: f32 loss, gradient in q's dtype.
 Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, double temperature, bool normalize = true);
 
 // Barlow Twins: z1, z2 (N, D) standardized per feature over the batch (biased variance + eps, no affine);
-// C = z1h^T z2h / N; sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2 (shape []).
+// C = z1h^T z2h / N; sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2 (shape []). bf16/f16 inputs are
+// computed in f32: f32 loss, gradients in the inputs' dtype.
 Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda = 5e-3, double eps = 1e-5);
 
 // Multi-positive InfoNCE (SupCon): rows z (M, D), labels (M) i64; row i's positives are the rows j != i with

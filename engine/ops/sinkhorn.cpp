@@ -15,13 +15,15 @@ namespace siam {
 Tensor sinkhorn(const Tensor& scores, double eps, int iters, bool log_domain, const SinkhornHooks* hooks) {
   const char* op = "sinkhorn";
   SIAM_CHECK(scores.defined(), op, ": scores is undefined");
-  ops::require_floating(op, scores);
+  ops::require_floating_or_half(op, scores);
   SIAM_CHECK(scores.dim() == 2, op, ": scores must be (B, K) (samples, prototypes), got ", shape_str(scores.shape()));
   const int64_t b = scores.size(0), k = scores.size(1);
   SIAM_CHECK(b >= 1 && k >= 1, op, ": needs at least one sample and one prototype, got scores ",
              shape_str(scores.shape()));
   SIAM_CHECK(std::isfinite(eps) && eps > 0, op, ": eps must be a positive finite number, got ", eps);
   SIAM_CHECK(iters >= 1, op, ": iters must be >= 1, got ", iters);
+  // bf16/f16 scores: f32 arithmetic, and the f32 assignments (rounding them would break their row sums)
+  if (ops::is_half(scores.dtype())) return sinkhorn(scores.to(DType::f32), eps, iters, log_domain, hooks);
   int64_t global_b = b;
   kernels::cpu::SinkhornAllReduce reduce;
   if (hooks) {

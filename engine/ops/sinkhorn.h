@@ -20,7 +20,7 @@ struct SinkhornHooks {                          // for the distributed form (eng
 // SwAV's Sinkhorn-Knopp: scores (B, K) -> assignments Q (B, K), each row summing to 1, with
 // Q = exp(scores/eps) alternately normalized (prototypes to 1/K, samples to 1/B) for `iters` iterations.
 // log_domain: the same in log space (running logsumexp), finite for small eps. No gradient (a target):
-// the output never requires grad.
+// the output never requires grad. bf16/f16 scores are computed in f32 and give f32 assignments.
 Tensor sinkhorn(const Tensor& scores, double eps = 0.05, int iters = 3, bool log_domain = false,
                 const SinkhornHooks* hooks = nullptr);
 

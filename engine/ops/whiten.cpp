@@ -13,7 +13,7 @@ Tensor whiten(const Tensor& x, double eps, WhitenAlgo algo, int ns_iters) {
   const char* op = "whiten";
   SIAM_CHECK(x.defined(), op, ": x is undefined");
   ops::require_cpu(op, {x});
-  ops::require_floating(op, x);
+  ops::require_floating_or_half(op, x);
   SIAM_CHECK(x.dim() == 2, op, ": x must be (M, D) (samples, features), got ", shape_str(x.shape()));
   const int64_t m = x.size(0), d = x.size(1);
   SIAM_CHECK(d >= 1 && m >= 2, op, ": needs at least 2 samples and 1 feature, got x ", shape_str(x.shape()));
@@ -23,6 +23,8 @@ Tensor whiten(const Tensor& x, double eps, WhitenAlgo algo, int ns_iters) {
              ", D = ", d, "); use a larger batch, fewer features or eps > 0");
   const bool ns = algo == WhitenAlgo::newton_schulz;
   SIAM_CHECK(!ns || ns_iters >= 1, op, ": ns_iters must be >= 1 for Newton-Schulz, got ", ns_iters);
+  // bf16/f16 rows: whitened in f32, returned in their dtype (both casts carry the gradient)
+  if (ops::is_half(x.dtype())) return whiten(x.to(DType::f32), eps, algo, ns_iters).to(x.dtype());
   Tensor xin = x.detach().contiguous();
   Tensor xc = empty({m, d}, x.options());  // (M, D) centered x
   Tensor y = empty({m, d}, x.options());   // (M, D)

@@ -12,7 +12,8 @@ enum class WhitenAlgo { cholesky, newton_schulz };
 // (M, D) with W = L^{-1} (Cholesky, Sigma = L L^T) or W = Sigma^{-1/2} (Newton-Schulz, ns_iters iterations on
 // the trace-normalized Sigma: an approximation for few iterations, as IterNorm uses it). Differentiable w.r.t.
 // x (backward through the Cholesky factor / the iterations). A covariance that is not positive definite ->
-// siam::Error naming the op, D, M and the failing pivot.
+// siam::Error naming the op, D, M and the failing pivot. bf16/f16 x is whitened in f32 and Y returned in x's
+// dtype.
 Tensor whiten(const Tensor& x, double eps = 0.0, WhitenAlgo algo = WhitenAlgo::cholesky, int ns_iters = 5);
 
 }  // namespace siam

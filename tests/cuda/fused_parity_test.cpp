@@ -274,7 +274,8 @@ TEST(FusedParity, NtXentMatchesCpu) {
 
 TEST(FusedParity, MocoInfonceMatchesCpu) {
   SIAM_REQUIRE_CUDA();
-  for (DType dt : {DType::f32, DType::f64})
+  TensorCoresOff kernel1;  // bf16 inputs: kernel1 in f32 here, kernel2 in TensorCoreInfonceMatchesCpu
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : kNceSizes)
       for (int64_t k : {int64_t(0), int64_t(7), int64_t(130)}) {
         const std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 3 + s.n), rnd({s.n, s.d}, dt, 4 + s.d),
@@ -338,6 +339,12 @@ TEST(FusedParity, TensorCoreInfonceMatchesCpu) {
                       {rnd({s.n, s.d}, DType::f32, 85 + s.n), rnd({s.n, s.d}, DType::f32, 1086 + s.d),
                        rnd({k, s.d}, DType::f32, 87 + k)},
                       1, moco, kTolTc);
+        if (k > 0 && s.d > 1)  // bf16 inputs take kernel2 without a scope (K 0 and D 1: zero gradients, above)
+          expect_parity("moco_infonce bf16 (tensor cores) K " + std::to_string(k) + " " + what, DType::bf16,
+                        {rnd({s.n, s.d}, DType::bf16, 88 + s.n), rnd({s.n, s.d}, DType::bf16, 1089 + s.d),
+                         rnd({k, s.d}, DType::bf16, 90 + k)},
+                        1, [=](const std::vector<Tensor>& v) { return moco_infonce(v[0], v[1], v[2], tm, normalize); },
+                        kTolTc);
       }
     }
   // the other forms on the same kernels (rows_lse and grad_pass with a per-row mask), bf16 inputs
@@ -451,7 +458,7 @@ TEST(FusedParity, NormalizedMseMatchesCpu) {
   // rows per warp and grid edges (1, 7, 300 rows), D below, at and above a warp's 32 lanes; a zero row (the
   // norm clamp's branch) in the last case.
   const NceSize sizes[] = {{1, 1}, {7, 31}, {37, 32}, {300, 33}, {129, 257}};
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : sizes) {
       std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 21 + s.n), rnd({s.n, s.d}, dt, 22 + s.d)};
       if (s.n == 129) in[0] = cat({zeros({1, s.d}, dt), in[0].narrow(0, 1, s.n - 1)}, 0);
@@ -477,7 +484,7 @@ TEST(FusedParity, BarlowTwinsMatchesCpu) {
   // N x D: one row group short of a block, ragged column blocks (not multiples of 32), D > N (C of rank < D)
   // and a batch much longer than the 8 row groups.
   const NceSize sizes[] = {{2, 1}, {7, 3}, {37, 64}, {32, 130}, {300, 33}, {129, 257}};
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : sizes)
       for (double lambda : {5e-3, 0.0, 1.0}) {
         const std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 11 + s.n), rnd({s.n, s.d}, dt, 12 + s.d)};
@@ -496,10 +503,12 @@ TEST(FusedParity, VicregMatchesCpu) {
   // checks the three gradients together, each term alone the paths where the other upstream gradients are 0.
   // z2 = 0.3 z1 + noise with scale 0.5 puts some features below std 1 and some above (the hinge's both sides).
   const NceSize sizes[] = {{2, 1}, {7, 3}, {37, 64}, {32, 130}, {300, 33}, {129, 257}};
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : sizes) {
-      Tensor z1 = rnd({s.n, s.d}, dt, 31 + s.n);
-      Tensor z2 = add(mul(z1, 0.3), mul(rnd({s.n, s.d}, dt, 32 + s.d), 0.5));
+      const DType wide = dt == DType::f64 ? DType::f64 : DType::f32;  // bf16 is built in f32, then rounded
+      Tensor z1 = rnd({s.n, s.d}, wide, 31 + s.n);
+      Tensor z2 = add(mul(z1, 0.3), mul(rnd({s.n, s.d}, wide, 32 + s.d), 0.5)).to(dt);
+      z1 = z1.to(dt);
       const std::vector<Tensor> in = {z1, z2};
       const std::string what = "vicreg_terms " + std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " +
                                std::to_string(s.d);
@@ -527,15 +536,15 @@ TEST(FusedParity, SinkhornMatchesCpu) {
   // B x K: one sample, ragged column blocks, K past a warp row (1024: the block-per-row form), B much longer
   // than the 8 sample groups; scores as SwAV's (cosines in [-1, 1]), eps 0.05 and a small eps in the log form.
   const NceSize sizes[] = {{1, 1}, {7, 3}, {37, 64}, {256, 100}, {300, 33}, {64, 1500}, {1000, 300}};
-  for (DType dt : {DType::f32, DType::f64})
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
     for (const NceSize& s : sizes)
       for (bool log_domain : {false, true})
         for (int iters : {1, 3}) {
           const double eps = log_domain ? 0.01 : 0.05;
-          Tensor scores = tanh(rnd({s.n, s.d}, dt, 41 + s.n + s.d));
+          Tensor scores = tanh(rnd({s.n, s.d}, dt == DType::bf16 ? DType::f32 : dt, 41 + s.n + s.d)).to(dt);
           Tensor cpu = sinkhorn(scores, eps, iters, log_domain);
           Tensor gpu = sinkhorn(scores.to(kDev), eps, iters, log_domain).to(kCPU);
-          EXPECT_EQ(gpu.dtype(), dt);
+          EXPECT_EQ(gpu.dtype(), dt == DType::bf16 ? DType::f32 : dt);  // bf16 scores give f32 codes
           EXPECT_LE(norm_err(gpu, cpu), tol(dt))
               << "sinkhorn " << dtype_name(dt) << " B " << s.n << " K " << s.d << (log_domain ? " log" : " plain")
               << " iters " << iters;
