@@ -34,13 +34,11 @@ LossOutput WMSE::loss(const std::vector<Tensor>& views, const StepInfo& info) {
       std::vector<Tensor> white;  // V x (w, D)
       // The D x D Cholesky runs in f64: it costs nothing at these sizes, and an f32 factor of a covariance
       // whose condition number reaches 1e5 (common once features correlate) fails or loses half its digits.
-      // On a GPU the (w, D) sub-batch makes the round trip to the CPU (a few tens of KB), where the factor is
-      // exact and cheap; both copies are differentiable.
+      // On a GPU the sub-batch stays there: whiten forms the covariance on the device and sends only that
+      // (D x D) to the host, where LAPACK factors it (engine/ops/whiten.cpp).
       for (size_t v = 0; v < nv; ++v) {
         Tensor x = index_select(z[v], 0, idx);
-        const Device dev = x.device();
-        Tensor y = whiten(x.to(kCPU).to(DType::f64), opt_.whiten_eps).to(z[v].dtype());
-        white.push_back(dev.is_cuda() ? y.to(dev) : y);
+        white.push_back(whiten(x.to(DType::f64), opt_.whiten_eps).to(z[v].dtype()));
       }
       for (size_t i = 0; i + 1 < nv; ++i)
         for (size_t j = i + 1; j < nv; ++j) {

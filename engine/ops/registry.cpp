@@ -72,7 +72,7 @@ const std::vector<OpInfo>& op_registry() {
       {"nt_xent", "siamese", true, true},
       {"moco_infonce", "siamese", true, true},
       {"barlow_twins_loss", "siamese", true, true},
-      {"whiten", "siamese", true, false},
+      {"whiten", "siamese", true, true},
       {"sinkhorn", "siamese", false, true},
       {"normalized_mse", "siamese", true, true},
       {"vicreg_terms", "siamese", true, true},

@@ -254,6 +254,17 @@ WhitenPivot whiten_cholesky_forward(int64_t m, int64_t d, const T* x, double eps
   return piv;
 }
 
+template <class T> WhitenPivot whiten_inverse_factor(int64_t d, const double* sigma, double* w) {
+  std::vector<double> l(static_cast<size_t>(d * d));  // (d, d)
+  WhitenPivot piv = factor(d, sigma, pivot_tol<T>(d), l.data());
+  if (piv.index >= 0) return piv;
+  const int n = static_cast<int>(d);
+  int info = 0;
+  dtrtri_("U", "N", &n, l.data(), &n, &info, 1, 1);  // l <- L^{-1} (row-major lower)
+  std::copy(l.begin(), l.end(), w);
+  return piv;
+}
+
 template <class T> void whiten_cholesky_backward(int64_t m, int64_t d, const T* g, const T* xc, const T* w, T* dx) {
   const size_t dd = static_cast<size_t>(d * d);
   std::vector<T> a(dd), f(dd), tmp(dd);                                       // (d, d) each
@@ -348,6 +359,7 @@ void whiten_ns_backward(int64_t m, int64_t d, int iters, const T* g, const T* xc
 #define SIAM_WHITEN_INSTANTIATE(T)                                                                             \
   template WhitenPivot whiten_ref<T>(int64_t, int64_t, const T*, double, bool, int, T*, const T*, T*);         \
   template WhitenPivot whiten_cholesky_forward<T>(int64_t, int64_t, const T*, double, T*, T*, T*);             \
+  template WhitenPivot whiten_inverse_factor<T>(int64_t, const double*, double*);                              \
   template void whiten_cholesky_backward<T>(int64_t, int64_t, const T*, const T*, const T*, T*);               \
   template WhitenPivot whiten_ns_forward<T>(int64_t, int64_t, const T*, double, int, T*, T*, T*, double*, T*); \
   template void whiten_ns_backward<T>(int64_t, int64_t, int, const T*, const T*, const T*, const T*, double, T*);

@@ -51,6 +51,11 @@ template <class T> void whiten_cholesky_backward(int64_t m, int64_t d, const T* 
 template <class T>
 WhitenPivot whiten_ns_forward(int64_t m, int64_t d, const T* x, double eps, int iters, T* xc, T* sn, T* p,
                               double* trace, T* y);
+// The factor step alone, for a covariance formed elsewhere (the CUDA path's, copied to the host): sigma (d, d)
+// in double -> w (d, d) = L^{-1} in double (zero above the diagonal), after the pivot check at T's precision.
+// w is untouched when the check fails.
+template <class T> WhitenPivot whiten_inverse_factor(int64_t d, const double* sigma, double* w);
+
 template <class T>
 void whiten_ns_backward(int64_t m, int64_t d, int iters, const T* g, const T* xc, const T* sn, const T* p, double trace,
                         T* dx);

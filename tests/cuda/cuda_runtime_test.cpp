@@ -87,9 +87,9 @@ TEST(CudaParity, EveryCudaKernelHasAParityTest) {
   for (std::string_view op : {"sync_batch_norm", "all_gather_rows", "all_reduce_sum", "eye", "arange"})
     with_parity_tests.insert(op);
   // fused_parity_test.cpp: FusedParity.{NtXent,MocoInfonce,Supcon,Clip,NtXentGathered,BarlowTwins,NormalizedMse,
-  // Vicreg,Sinkhorn}MatchesCpu
+  // Vicreg,Sinkhorn,Whiten}MatchesCpu
   for (std::string_view op : {"nt_xent", "moco_infonce", "supcon", "nt_xent_multi", "clip_loss", "nt_xent_gathered",
-                              "barlow_twins_loss", "normalized_mse", "vicreg_terms", "sinkhorn"})
+                              "barlow_twins_loss", "normalized_mse", "vicreg_terms", "sinkhorn", "whiten"})
     with_parity_tests.insert(op);
   std::vector<std::string_view> missing, cpu_only;
   for (const auto& op : op_registry()) {

@@ -1,8 +1,8 @@
 // The fused siamese kernels on CUDA against their CPU twins (label cuda): tiled InfoNCE (nt_xent, moco_infonce;
 // kernels/cuda/infonce.h; SupCon, CLIP and the gathered form on the same kernels), Barlow Twins and VICReg
 // (kernels/cuda/xcorr.h) forward and backward, Sinkhorn (kernels/cuda/sinkhorn.h), normalized MSE
-// (kernels/cuda/consistency.h), and the multi-tensor EMA, SGD and LARS steps (kernels/cuda/multi_tensor.h), for
-// f32, f64 and bf16 inputs and sizes that are not multiples of the tiles (64-row tiles, 32/128-wide slices of D,
+// (kernels/cuda/consistency.h), whitening (engine ops on the device), and the multi-tensor EMA, SGD and LARS
+// steps (kernels/cuda/multi_tensor.h), for f32, f64 and bf16 inputs and sizes that are not multiples of the tiles (64-row tiles, 32/128-wide slices of D,
 // 32K-element chunks). Errors are normalized: max |cuda - cpu| /
 // max(max |cpu|, 1e-3) per tensor. Bounds: f64 1e-10; f32 2e-5 (sums of up to ~2N terms in another order,
 // exp through the same fastmath); bf16 inputs 1e-2 (both sides compute in f32 from the same bf16 values; only
@@ -22,6 +22,7 @@
 #include "engine/core/random.h"
 #include "engine/ops/consistency.h"
 #include "engine/ops/elementwise.h"
+#include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
 #include "engine/ops/siamese.h"
 #include "engine/ops/sinkhorn.h"
@@ -440,14 +441,50 @@ TEST(FusedParity, NtXentGatheredMatchesCpu) {
       }
 }
 
-TEST(FusedParity, WhitenStaysOnTheCpuAndRefusesCudaTensorsClearly) {
+// ---- W-MSE's batch whitening (engine/ops/whiten.cpp: engine ops on the device, the factor on the host) ----
+
+TEST(FusedParity, WhitenMatchesCpu) {
   SIAM_REQUIRE_CUDA();
-  Tensor a = rnd({8, 4}, DType::f64, 7).to(kDev);
-  try {
-    whiten(a);
-    FAIL() << "expected siam::Error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("whiten"), std::string::npos) << e.what();
+  // M x D: one feature, M = D + 1 with shrinkage, ragged sizes, a long batch; Cholesky and Newton-Schulz (1
+  // iteration: P_1 only; 5: IterNorm's). Y and the gradient through a fixed random projection of Y. Whitening
+  // multiplies rounding by the covariance's condition number (up to about 20 here): f32 bound 2e-4.
+  const NceSize sizes[] = {{3, 1}, {6, 5}, {17, 5}, {64, 16}, {129, 33}, {300, 64}};
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const NceSize& s : sizes)
+      for (int algo = 0; algo < 3; ++algo) {
+        const WhitenAlgo a = algo == 0 ? WhitenAlgo::cholesky : WhitenAlgo::newton_schulz;
+        const int iters = algo == 1 ? 1 : 5;
+        const double eps = s.n == s.d + 1 ? 0.1 : 0.0;
+        const Tensor w = rnd({s.n, s.d}, DType::f32, 61 + s.d);
+        const std::string what = std::string("whiten ") + (algo == 0 ? "cholesky" : "newton-schulz") + " iters " +
+                                 std::to_string(iters) + " " + dtype_name(dt) + " M " + std::to_string(s.n) + " D " +
+                                 std::to_string(s.d);
+        expect_parity(
+            what, dt, {rnd({s.n, s.d}, dt, 62 + s.n)}, 1,
+            [=](const std::vector<Tensor>& v) {
+              Tensor y = whiten(v[0], eps, a, iters);
+              EXPECT_EQ(y.dtype(), dt);
+              EXPECT_EQ(y.device(), v[0].device());
+              return sum(mul(y.to(DType::f32), w.to(v[0].device())));
+            },
+            dt == DType::f32 ? 2e-4 : 0);
+      }
+}
+
+TEST(FusedParity, WhitenOnTheDeviceNamesACovarianceThatIsNotPositiveDefinite) {
+  SIAM_REQUIRE_CUDA();
+  Tensor x = rnd({16, 4}, DType::f32, 7);
+  x = cat({x.narrow(1, 0, 3), full({16, 1}, 2.0)}, 1).to(kDev);  // a constant feature
+  for (WhitenAlgo a : {WhitenAlgo::cholesky, WhitenAlgo::newton_schulz}) {
+    std::string e = "<no siam::Error thrown>";
+    try {
+      whiten(x, 0.0, a);
+    } catch (const Error& err) {
+      e = err.what();
+    }
+    EXPECT_NE(e.find("whiten"), std::string::npos) << e;
+    EXPECT_NE(e.find("not positive definite"), std::string::npos) << e;
+    EXPECT_NE(e.find("pivot 3"), std::string::npos) << e;
   }
 }
 

@@ -2,8 +2,8 @@
 // parameter's gradient of one step, then three SGD steps with the method's hooks (EMA targets, queues, frozen
 // prototypes) and the loss after them; in f32, and in f64 where the two must agree to 1e-9 at every step. The
 // methods' losses run through the fused CUDA kernels (nt_xent, moco_infonce, normalized_mse, barlow_twins_loss,
-// vicreg_terms, sinkhorn; W-MSE's whitening makes its round trip to the CPU), so this is where a method that still
-// needs a CPU-only op would show. Skipped without a device.
+// vicreg_terms, sinkhorn, whiten: W-MSE's covariance alone goes to the host for its factor), so this is where a
+// method that still needs a CPU-only op would show. Skipped without a device.
 #include <gtest/gtest.h>
 
 #include <cmath>
