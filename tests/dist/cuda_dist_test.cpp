@@ -4,8 +4,10 @@
 // CUDA buckets and SyncBatchNorm on the device are exercised on every machine.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
+#include "engine/core/device.h"
 #include "engine/dist/backends.h"
 #include "engine/nn/batchnorm.h"
 #include "methods/method.h"
@@ -18,6 +20,31 @@ namespace siam::test {
 namespace {
 
 Device my_device(const dist::Communicator& w) { return Device("cuda:" + std::to_string(w.local_rank())); }
+
+// The world routes CUDA tensors to NCCL ("nccl+mpi", engine/dist/nccl_communicator.h) in a build with NCCL when
+// every rank has a device at its local rank and SIAM_DIST_NCCL is not 0; otherwise it is MPI alone ("mpi"),
+// which stages CUDA tensors through host memory.
+TEST(DistCuda, WorldIsNcclPlusMpiInAnNcclBuild) {
+  SIAM_REQUIRE_CUDA();
+  dist::Communicator& world = dist::world();
+  Tensor with_device = from_vector_i64({world.local_rank() < cuda_device_count() ? 1 : 0}, {1});
+  world.all_reduce(with_device, dist::ReduceOp::sum);
+  const bool every_rank = with_device.to_vector<int64_t>()[0] == world.world_size();
+  const char* env = std::getenv("SIAM_DIST_NCCL");
+  const bool disabled = env != nullptr && std::string(env) == "0";
+#if SIAM_WITH_NCCL
+  const bool nccl_build = true;
+#else
+  const bool nccl_build = false;
+#endif
+  EXPECT_EQ(world.backend(), nccl_build && every_rank && !disabled ? "nccl+mpi" : "mpi")
+      << "NCCL build " << nccl_build << ", a device at every rank's local rank " << every_rank << ", SIAM_DIST_NCCL=0 "
+      << disabled;
+  // world() is MPI for CPU tensors either way: a CPU collective still works
+  Tensor t = full({2}, 1.0);
+  world.all_reduce(t, dist::ReduceOp::sum);
+  EXPECT_EQ(t.to_vector<double>()[1], world.world_size());
+}
 
 // all_gather and broadcast (f32, f64, bf16), all_reduce (sum, avg, max) and reduce_scatter (f32, f64) of device
 // tensors equal those of the same values on the CPU (through MPI); a bf16 reduction is refused on the device too.

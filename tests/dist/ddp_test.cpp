@@ -1,20 +1,25 @@
 // DistributedDataParallel across the ranks: start-up broadcast, five SGD steps equal to five single-process
 // steps on the doubled batch, bucketed overlap equal to a plain all-reduce, no_sync accumulation, parameters
-// without a gradient, and a model mismatch between the ranks.
+// without a gradient, a model mismatch between the ranks, and a rank that hangs between buckets.
 #include "engine/dist/ddp.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
 
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "engine/ops/reduce.h"
 #include "engine/optim/sgd.h"
 #include "tests/dist/dist_util.h"
+#include "tests/unit/test_util.h"  // error_of
 
 namespace siam::test {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // Step `s`'s global batch: inputs (W B, 8) and regression targets (W B, 6).
@@ -133,6 +138,47 @@ TEST(DistDDP, SecondBackwardWithoutFinishIsAnError) {
     }
   }
   ddp.finish();
+  c.barrier();
+}
+
+// A rank that hangs in computation while DDP's communication thread is mid-step: both ranks' threads have reduced
+// the first two buckets together, then rank 1 stops (outside every collective) before its last bucket is ready.
+// Rank 0's thread waits in that bucket's all-reduce; finish() throws within the timeout a siam::Error naming
+// rank 1 instead of hanging. Rank 1 then wakes, its last all-reduce completes rank 0's abandoned one, and the
+// ranks are in step again. The buckets are fed by separate backward passes, so where rank 1 stops does not
+// depend on the order in which one backward reaches the parameters.
+TEST(DistDDP, RankHungBetweenBucketsIsNamedByFinish) {
+  auto& c = dist::world();
+  Tensor p0 = zeros({3}).set_requires_grad(), p1 = zeros({3}).set_requires_grad(), p2 = zeros({3}).set_requires_grad();
+  // one parameter per bucket, launched in reverse registration order: p2, p1, p0
+  dist::DistributedDataParallel ddp({{"p0", p0}, {"p1", p1}, {"p2", p2}}, {}, {.bucket_mb = 1e-6});
+  ASSERT_EQ(ddp.bucket_names(), (std::vector<std::vector<std::string>>{{"p2"}, {"p1"}, {"p0"}}));
+  if (!ddp.overlapping()) GTEST_SKIP() << "no communication thread (MPI granted no MPI_THREAD_MULTIPLE)";
+  const Tensor coef = from_vector({1, 2, 3}, {3});
+  sum(p2 * coef).backward();  // bucket 0, to the communication thread at once
+  sum(p1 * coef).backward();  // bucket 1
+  const auto t_reduced = std::chrono::steady_clock::now();
+  while (ddp.buckets_reduced() < 2 && std::chrono::steady_clock::now() - t_reduced < std::chrono::seconds(20))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(ddp.buckets_reduced(), 2) << "the first two buckets were not reduced across the ranks";
+  if (c.rank() == 0) {
+    const double saved = ddp.comm().timeout_s();
+    ddp.comm().set_timeout_s(0.5);  // the communication thread is idle: it reads the timeout in its next wait
+    const auto t0 = std::chrono::steady_clock::now();
+    sum(p0 * coef).backward();  // bucket 2: its all-reduce waits for rank 1
+    const std::string err = error_of([&] { ddp.finish(); });
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_THAT(err, AllOf(HasSubstr("all_reduce"), HasSubstr("'world.ddp'"), HasSubstr("timed out on rank 0"),
+                           HasSubstr("rank(s) 1 did not answer")));
+    EXPECT_GE(waited, 0.5);
+    EXPECT_LT(waited, 2.5) << "finish() took far longer than the 0.5 s timeout (rank 1 wakes after 3 s)";
+    ddp.comm().set_timeout_s(saved);
+  } else {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3000));  // "hung" well past rank 0's deadline
+    sum(p0 * coef).backward();                                     // ... then joins the abandoned all-reduce
+    ddp.finish();
+    for (const Tensor& p : {p0, p1, p2}) EXPECT_EQ(p.grad().to_vector<double>(), coef.to_vector<double>());
+  }
   c.barrier();
 }
 
