@@ -97,6 +97,14 @@ Tensor Method::gather_rows(const Tensor& z) const {
   return c.world_size() == 1 ? z : dist::all_gather_rows(z, c);
 }
 
+BatchStatHooks Method::batch_stat_hooks(int64_t local_rows) const {
+  dist::Communicator* c = &comm();
+  BatchStatHooks h;
+  h.all_reduce_sum = [c](const Tensor& t) { return dist::all_reduce_sum(t, *c); };
+  h.global_batch = local_rows * c->world_size();
+  return h;
+}
+
 Tensor Method::gather_rows_nograd(const Tensor& z) const {
   dist::Communicator& c = comm();
   return c.world_size() == 1 ? z : c.all_gather(z.detach().contiguous());

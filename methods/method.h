@@ -19,6 +19,7 @@
 
 #include "engine/dist/dist.h"
 #include "engine/nn/module.h"
+#include "engine/ops/batch_stat_hooks.h"
 #include "methods/options.h"
 #include "models/heads.h"
 #include "models/resnet.h"
@@ -85,6 +86,10 @@ class Method : public nn::Module {
   Tensor gather_rows(const Tensor& z) const;
   // The same without autograd (keys, scores for Sinkhorn).
   Tensor gather_rows_nograd(const Tensor& z) const;
+  // method.batch_stats = all_reduce on more than one rank: batch statistics as all-reduced sums.
+  bool all_reduce_stats() const { return opt_.batch_stats == "all_reduce" && comm().world_size() > 1; }
+  // Hooks summing over comm()'s ranks (dist::all_reduce_sum) for `local_rows` rows on every rank.
+  BatchStatHooks batch_stat_hooks(int64_t local_rows) const;
   // A permutation of 0..n-1 from Philox keyed by (options().seed, purpose, step): the same on every run.
   std::vector<int64_t> permutation(int64_t n, uint64_t purpose, int64_t step) const;
   static void copy_into(nn::Module& dst, const nn::Module& src);  // values of params and buffers; dst frozen

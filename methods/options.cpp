@@ -60,6 +60,11 @@ MethodOptions defaults_for(const std::string& name) {
   return o;
 }
 
+void check_batch_stats(const char* method, const MethodOptions& o) {
+  SIAM_CHECK(o.batch_stats == "gather" || o.batch_stats == "all_reduce", method,
+             ": method.batch_stats must be gather or all_reduce, got '", o.batch_stats, "'");
+}
+
 std::vector<std::string> keys_for(const std::string& name) {
   defaults_for(name);  // validates the name
   std::vector<std::string> k = {"name"};
@@ -80,6 +85,7 @@ std::vector<std::string> keys_for(const std::string& name) {
     k.push_back("shuffle_bn_groups");
     k.push_back("symmetric");
   }
+  if (name == "barlow_twins" || name == "vicreg" || name == "swav") k.push_back("batch_stats");
   if (name == "barlow_twins") k.push_back("lambda");
   if (name == "vicreg") {
     k.push_back("sim_weight");

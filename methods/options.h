@@ -53,6 +53,11 @@ struct MethodOptions {
   int64_t freeze_prototypes_steps = 0;  // prototypes get no update for the first steps
   int64_t swav_queue = 0;               // stored embeddings per global view that extend Sinkhorn's batch (0: off)
   int64_t swav_queue_start_step = 0;    // the queue joins from this step on
+  // barlow_twins, vicreg, swav on several ranks: how the batch statistics see the global batch. "gather": every
+  // rank gathers all rows (W B x D received, the statistics of W B rows computed on each); "all_reduce": each
+  // rank sums its own rows and all-reduces the sums (engine/ops/batch_stat_hooks.h; SwAV: Sinkhorn's sums),
+  // O(D^2) (SwAV: O(K)) per step. Same loss and gradients; all_reduce sends less once D < W B.
+  std::string batch_stats = "gather";
   // Not a config key: the run's seed (train.seed), for the methods' own random draws (MoCo's shuffle,
   // W-MSE's sub-batches), keyed by (seed, step) so a resumed run draws the same.
   uint64_t seed = 0;
@@ -61,6 +66,8 @@ struct MethodOptions {
 MethodOptions defaults_for(const std::string& name);
 // Keys of `method:` a config may set for this method (dotted for the heads: projector.hidden, ...).
 std::vector<std::string> keys_for(const std::string& name);
+// siam::Error naming the method unless o.batch_stats is "gather" or "all_reduce".
+void check_batch_stats(const char* method, const MethodOptions& o);
 // All method names, in the order of the documentation.
 const std::vector<std::string>& method_names();
 

@@ -16,6 +16,7 @@ SwAV::SwAV(std::shared_ptr<models::ResNet> encoder, const MethodOptions& options
   SIAM_CHECK(opt_.sinkhorn_eps > 0 && opt_.sinkhorn_iters >= 1,
              "swav: method.sinkhorn_eps must be > 0 and sinkhorn_iters >= 1, got ", opt_.sinkhorn_eps, " and ",
              opt_.sinkhorn_iters);
+  check_batch_stats("swav", opt_);
   SIAM_CHECK(opt_.swav_queue >= 0, "swav: method.swav_queue must be >= 0, got ", opt_.swav_queue);
   projector_ = register_module("projector", make_head(encoder_->feature_dim(), opt_.projector));
   prototypes_ =
@@ -45,9 +46,16 @@ LossOutput SwAV::loss(const std::vector<Tensor>& views, const StepInfo& info) {
       Tensor s = scores[g].detach();
       if (use_queue) s = cat({(*prototypes_)(queue_->select(0, static_cast<int64_t>(g))), s}, 0);
       const int64_t rows = s.size(0);
-      Tensor sg = gather_rows_nograd(s);
-      q = sinkhorn(sg, opt_.sinkhorn_eps, opt_.sinkhorn_iters);
-      q = q.narrow(0, comm().rank() * rows + rows - b, b);
+      if (all_reduce_stats()) {  // method.batch_stats: Sinkhorn's sums all-reduced, each rank its own rows
+        SinkhornHooks h;
+        h.all_reduce_sum = [this](Tensor& t) { comm().all_reduce(t, dist::ReduceOp::sum); };
+        h.global_batch = rows * comm().world_size();
+        q = sinkhorn(s, opt_.sinkhorn_eps, opt_.sinkhorn_iters, false, &h).narrow(0, rows - b, b);
+      } else {
+        Tensor sg = gather_rows_nograd(s);
+        q = sinkhorn(sg, opt_.sinkhorn_eps, opt_.sinkhorn_iters);
+        q = q.narrow(0, comm().rank() * rows + rows - b, b);
+      }
     }
     for (size_t v = 0; v < nv; ++v) {
       if (v == g) continue;

@@ -209,6 +209,7 @@ methods::MethodOptions read_method(const Reader& m) {
   o.freeze_prototypes_steps = m.integer("freeze_prototypes_steps", o.freeze_prototypes_steps);
   o.swav_queue = m.integer("swav_queue", o.swav_queue);
   o.swav_queue_start_step = m.integer("swav_queue_start_step", o.swav_queue_start_step);
+  o.batch_stats = m.choice("batch_stats", o.batch_stats, {"gather", "all_reduce"});
   return o;
 }
 

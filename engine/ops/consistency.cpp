@@ -7,6 +7,8 @@
 #include "engine/ops/dispatch.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
+#include "engine/ops/reduce.h"
+#include "engine/ops/shape.h"
 #include "kernels/cpu/consistency.h"
 #include "kernels/cuda/consistency.h"
 #include "kernels/cuda/stream.h"
@@ -157,6 +159,27 @@ Tensor normalized_mse(const Tensor& p, const Tensor& z) {
     });
   }
   return out;
+}
+
+VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps, const BatchStatHooks& hooks) {
+  const char* op = "vicreg_terms";
+  check_pair(op, "z1", z1, "z2", z2, 1, /*allow_cuda=*/true);
+  check_batch_stat_hooks(op, z1, hooks);
+  SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+  if (ops::is_half(z1.dtype())) return vicreg_terms(z1.to(DType::f32), z2.to(DType::f32), eps, hooks);
+  const auto& total = hooks.all_reduce_sum;
+  const double n = static_cast<double>(hooks.global_batch);
+  const int64_t d = z1.size(1);
+  VicregTerms t;
+  t.invariance = div(total(sum(square(sub(z1, z2)))), n * static_cast<double>(d));
+  Tensor m = div(total(cat({sum(z1, {0}), sum(z2, {0})}, 0)), n);  // (2D) the means of both views
+  Tensor c1 = sub(z1, m.narrow(0, 0, d)), c2 = sub(z2, m.narrow(0, d, d));
+  Tensor var = div(total(cat({sum(square(c1), {0}), sum(square(c2), {0})}, 0)), n - 1);  // (2D) unbiased
+  t.variance = div(sum(relu(rsub(1.0, sqrt(add(var, eps))))), 2.0 * static_cast<double>(d));
+  Tensor cov = div(total(cat({matmul(c1.t(), c1), matmul(c2.t(), c2)}, 0)), n - 1);  // (2D, D): both views'
+  Tensor off = rsub(1.0, eye(d, TensorOptions(cov.dtype(), cov.device())));
+  t.covariance = div(sum(square(mul(cov, cat({off, off}, 0)))), static_cast<double>(d));
+  return t;
 }
 
 VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps) {

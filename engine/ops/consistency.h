@@ -3,6 +3,7 @@
 // and covariance terms. bf16/f16 inputs are computed in f32 (engine/ops/dispatch.h's is_half): the results
 // are f32, the gradients in the inputs' dtype.
 #pragma once
+#include "engine/ops/batch_stat_hooks.h"
 #include "engine/tensor.h"
 
 namespace siam {
@@ -22,5 +23,10 @@ struct VicregTerms {
   Tensor invariance, variance, covariance;
 };
 VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps = 1e-4);
+// The distributed form (batch_stat_hooks.h): z1, z2 are this rank's rows; the invariance sum, the means, the
+// variances and the covariances are sums over every rank's rows through hooks.all_reduce_sum (four calls: 1,
+// 2 D, 2 D and 2 D x D elements, in that order on every rank). Engine ops on the inputs' device, differentiated
+// by autograd; always through the D x D covariance.
+VicregTerms vicreg_terms(const Tensor& z1, const Tensor& z2, double eps, const BatchStatHooks& hooks);
 
 }  // namespace siam

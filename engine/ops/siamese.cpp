@@ -373,8 +373,10 @@ Tensor barlow_twins_loss_cuda(const Tensor& z1, const Tensor& z2, double lambda,
 
 }  // namespace
 
-Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, double eps) {
-  const char* op = "barlow_twins_loss";
+namespace {
+
+// min_rows: of the local rows (the distributed form checks the global batch itself).
+void check_barlow(const char* op, const Tensor& z1, const Tensor& z2, double lambda, double eps, int64_t min_rows) {
   check_matrix(op, "z1", z1, /*allow_half=*/true, /*allow_cuda=*/true);
   check_matrix(op, "z2", z2, /*allow_half=*/true, /*allow_cuda=*/true);
   ops::require_same_dtype(op, z1, z2);
@@ -382,10 +384,36 @@ Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, doub
              z2.device().str());
   SIAM_CHECK(z1.shape() == z2.shape(), op, ": the two views must have the same shape, got z1 ", shape_str(z1.shape()),
              " and z2 ", shape_str(z2.shape()));
-  SIAM_CHECK(z1.size(0) >= 2 && z1.size(1) >= 1, op,
-             ": batch standardization needs at least 2 samples and 1 feature, got ", shape_str(z1.shape()));
+  SIAM_CHECK(z1.size(0) >= min_rows && z1.size(1) >= 1, op, ": batch standardization needs at least ", min_rows,
+             min_rows == 1 ? " sample" : " samples", " and 1 feature, got ", shape_str(z1.shape()));
   SIAM_CHECK(std::isfinite(lambda) && lambda >= 0, op, ": lambda must be finite and >= 0, got ", lambda);
   SIAM_CHECK(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and >= 0, got ", eps);
+}
+
+}  // namespace
+
+Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, double eps, const BatchStatHooks& hooks) {
+  const char* op = "barlow_twins_loss";
+  check_barlow(op, z1, z2, lambda, eps, 1);
+  check_batch_stat_hooks(op, z1, hooks);
+  if (ops::is_half(z1.dtype())) return barlow_twins_loss(z1.to(DType::f32), z2.to(DType::f32), lambda, eps, hooks);
+  const auto& total = hooks.all_reduce_sum;
+  const double n = static_cast<double>(hooks.global_batch);
+  const int64_t d = z1.size(1);
+  Tensor m = div(total(cat({sum(z1, {0}), sum(z2, {0})}, 0)), n);  // (2D) the means of both views
+  Tensor c1 = sub(z1, m.narrow(0, 0, d)), c2 = sub(z2, m.narrow(0, d, d));
+  Tensor var = div(total(cat({sum(square(c1), {0}), sum(square(c2), {0})}, 0)), n);  // (2D) biased
+  Tensor zh1 = div(c1, sqrt(add(var.narrow(0, 0, d), eps))), zh2 = div(c2, sqrt(add(var.narrow(0, d, d), eps)));
+  Tensor c = div(total(matmul(zh1.t(), zh2)), n);  // (D, D)
+  Tensor id = eye(d, TensorOptions(c.dtype(), c.device()));
+  Tensor on = sum(square(rsub(1.0, sum(mul(c, id), {1}))));
+  Tensor off = sum(square(mul(c, rsub(1.0, id))));
+  return add(on, mul(off, lambda));
+}
+
+Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, double eps) {
+  const char* op = "barlow_twins_loss";
+  check_barlow(op, z1, z2, lambda, eps, 2);
   if (ops::is_half(z1.dtype()))  // f32 copies; the casts round the gradients back
     return barlow_twins_loss(z1.to(DType::f32), z2.to(DType::f32), lambda, eps);
   const int64_t n = z1.size(0), d = z1.size(1);

@@ -3,6 +3,7 @@
 #pragma once
 #include <vector>
 
+#include "engine/ops/batch_stat_hooks.h"
 #include "engine/tensor.h"
 
 namespace siam {
@@ -23,6 +24,10 @@ Tensor moco_infonce(const Tensor& q, const Tensor& k, const Tensor& queue, doubl
 // C = z1h^T z2h / N; sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2 (shape []). bf16/f16 inputs are
 // computed in f32: f32 loss, gradients in the inputs' dtype.
 Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda = 5e-3, double eps = 1e-5);
+// The distributed form (batch_stat_hooks.h): z1, z2 are this rank's rows; the batch means, variances and C
+// are sums over every rank's rows through hooks.all_reduce_sum (three calls: 2 D, 2 D and D x D elements,
+// in that order on every rank). Engine ops on the inputs' device, differentiated by autograd.
+Tensor barlow_twins_loss(const Tensor& z1, const Tensor& z2, double lambda, double eps, const BatchStatHooks& hooks);
 
 // Multi-positive InfoNCE (SupCon): rows z (M, D), labels (M) i64; row i's positives are the rows j != i with
 // labels[j] == labels[i]; loss_i = -mean_{p in P(i)} (s_ip - lse_i), lse over all j != i; mean over rows with

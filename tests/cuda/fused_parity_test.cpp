@@ -566,6 +566,28 @@ TEST(FusedParity, VicregMatchesCpu) {
     }
 }
 
+// The distributed forms of Barlow Twins and VICReg (engine/ops/batch_stat_hooks.h: engine ops on the device)
+// with one rank's identity all-reduce, against the CPU.
+TEST(FusedParity, BatchStatHooksMatchCpu) {
+  SIAM_REQUIRE_CUDA();
+  const NceSize sizes[] = {{2, 1}, {37, 64}, {129, 33}};
+  for (DType dt : {DType::f32, DType::f64, DType::bf16})
+    for (const NceSize& s : sizes) {
+      BatchStatHooks h;
+      h.all_reduce_sum = [](const Tensor& t) { return t; };
+      h.global_batch = s.n;
+      const std::string what = std::string(dtype_name(dt)) + " N " + std::to_string(s.n) + " D " + std::to_string(s.d);
+      const std::vector<Tensor> in = {rnd({s.n, s.d}, dt, 51 + s.n), rnd({s.n, s.d}, dt, 52 + s.d)};
+      expect_parity("barlow_twins_loss (hooks) " + what, dt, in, 2,
+                    [h](const std::vector<Tensor>& v) { return barlow_twins_loss(v[0], v[1], 5e-3, 1e-5, h); },
+                    dt == DType::f32 ? 1e-4 : 0);
+      expect_parity("vicreg_terms (hooks) " + what, dt, in, 2, [h](const std::vector<Tensor>& v) {
+        VicregTerms t = vicreg_terms(v[0], v[1], 1e-4, h);
+        return add(add(mul(t.invariance, 25.0), mul(t.variance, 25.0)), t.covariance);
+      });
+    }
+}
+
 // ---- SwAV's Sinkhorn-Knopp (kernels/cuda/sinkhorn.h) ----
 
 TEST(FusedParity, SinkhornMatchesCpu) {

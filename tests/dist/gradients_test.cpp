@@ -3,6 +3,7 @@
 // as DDP does, to 1e-5 relative). Models: Linear -> (Sync)BatchNorm1d -> ReLU -> Linear.
 #include <gtest/gtest.h>
 
+#include "engine/ops/consistency.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
 #include "engine/ops/loss.h"
@@ -100,6 +101,29 @@ TEST(DistGradients, BarlowTwinsFromAllReducedStatistics) {
   check_against_single(
       "barlow (all_reduce_sum)", [&](Tensor z1, Tensor z2) { return barlow_from_sums(z1, z2, 0.05, n, true); },
       [&](Tensor z1, Tensor z2) { return barlow_twins_loss(z1, z2, 0.05); }, 1);
+}
+
+// The ops' own distributed forms (engine/ops/batch_stat_hooks.h) with dist::all_reduce_sum as the hook.
+BatchStatHooks world_sums() {
+  BatchStatHooks h;
+  h.all_reduce_sum = [](const Tensor& t) { return dist::all_reduce_sum(t); };
+  h.global_batch = 6 * dist::world().world_size();
+  return h;
+}
+
+TEST(DistGradients, BarlowTwinsWithBatchStatHooks) {
+  check_against_single(
+      "barlow (hooks)", [](Tensor z1, Tensor z2) { return barlow_twins_loss(z1, z2, 0.05, 1e-5, world_sums()); },
+      [](Tensor z1, Tensor z2) { return barlow_twins_loss(z1, z2, 0.05); }, 1);
+}
+
+TEST(DistGradients, VicregWithBatchStatHooks) {
+  auto weighted = [](const VicregTerms& t) {
+    return add(add(mul(t.invariance, 25.0), mul(t.variance, 25.0)), t.covariance);
+  };
+  check_against_single(
+      "vicreg (hooks)", [&](Tensor z1, Tensor z2) { return weighted(vicreg_terms(z1, z2, 1e-4, world_sums())); },
+      [&](Tensor z1, Tensor z2) { return weighted(vicreg_terms(z1, z2, 1e-4)); }, 1);
 }
 
 // The backward rules in isolation: d/dx of sum(w * all_gather_rows(x)) summed over the ranks' losses.

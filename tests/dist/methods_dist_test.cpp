@@ -1,10 +1,14 @@
-// Every method on 2 ranks with a per-rank batch B equals one process with batch 2B: the same loss and, after
+// Every method on 2 ranks with a per-rank batch B equals one process with batch 2B (Barlow Twins, VICReg and SwAV
+// both with gathered rows and with all-reduced statistics, method.batch_stats): the same loss and, after
 // DDP's average, the same parameter gradients (to 1e-5 relative), with synchronized batch norms
 // (nn::convert_sync_batchnorm) on the ranks and plain ones in the single process. Also five training steps of
 // `siam train`'s loop on 2 ranks end in the weights of one process with the doubled batch.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
 #include <tuple>
 
 #include "engine/dist/backends.h"
@@ -23,11 +27,26 @@
 namespace siam::test {
 namespace {
 
-methods::MethodOptions small(const std::string& name) {
-  methods::MethodOptions o = tiny_method_options(name);  // whitening sub-batches of 16 rows out of the global 32
+// A test parameter: a method name, or "<name>_all_reduce" for method.batch_stats = all_reduce (barlow_twins,
+// vicreg, swav: the batch statistics as all-reduced sums instead of gathered rows).
+constexpr std::string_view kAllReduce = "_all_reduce";
+bool all_reduce_param(const std::string& p) { return p.ends_with(kAllReduce); }
+std::string method_of(const std::string& p) {
+  return all_reduce_param(p) ? p.substr(0, p.size() - kAllReduce.size()) : p;
+}
+std::vector<std::string> params() {
+  std::vector<std::string> p = methods::method_names();
+  for (const char* m : {"barlow_twins", "vicreg", "swav"}) p.push_back(std::string(m) + std::string(kAllReduce));
+  return p;
+}
+
+methods::MethodOptions small(const std::string& param) {
+  // whitening sub-batches of 16 rows out of the global 32
+  methods::MethodOptions o = tiny_method_options(method_of(param));
   o.queue_size = 40;
   o.shuffle_bn_groups = 1;  // MoCo: with global (synchronized) statistics the shuffle does not change the keys
   o.seed = 5;
+  if (all_reduce_param(param)) o.batch_stats = "all_reduce";
   return o;
 }
 
@@ -63,7 +82,7 @@ TEST_P(MethodOnTwoRanks, EqualsOneProcessWithTheDoubledBatch) {
   const int64_t b = 16;  // per rank
   std::vector<Tensor> global_views;
   for (int v = 0; v < 2; ++v) global_views.push_back(global_batch({2 * b, 3, 8, 8}, 100 + v).to(DType::f64));
-  if (name == "swav")  // multi-crop: two small views too
+  if (method_of(name) == "swav")  // multi-crop: two small views too
     for (int v = 0; v < 2; ++v) global_views.push_back(global_batch({2 * b, 3, 4, 4}, 200 + v).to(DType::f64));
 
   // One process, batch 2B, plain batch norm.
@@ -113,10 +132,10 @@ TEST_P(MethodOnTwoRanks, FiveDdpStepsEndInTheWeightsOfOneProcess) {
   auto m = build(name, 7);
   m->set_communicator(&world);
   nn::convert_sync_batchnorm(*m, &world);
-  expect_five_ddp_steps_match(name, *ref, *m, world, kCPU);
+  expect_five_ddp_steps_match(method_of(name), *ref, *m, world, kCPU);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, MethodOnTwoRanks, ::testing::ValuesIn(methods::method_names()),
+INSTANTIATE_TEST_SUITE_P(All, MethodOnTwoRanks, ::testing::ValuesIn(params()),
                          [](const auto& info) { return info.param; });
 
 std::string tiny(const std::string& out, int64_t batch) {

@@ -75,40 +75,37 @@ TEST(FusedHalf, MocoInfonce) {
 TEST(FusedHalf, BarlowTwins) {
   manual_seed(72);
   for (int64_t n : {3, 40})
-    for_both_halves(
-        "barlow n " + std::to_string(n),
-        [](const std::vector<Tensor>& x) { return barlow_twins_loss(x[0], x[1], 5e-3, 1e-5); },
-        {mul(randn({n, 19}), 3.0), randn({n, 19})}, {true, true});
+    for_both_halves("barlow n " + std::to_string(n),
+                    [](const std::vector<Tensor>& x) { return barlow_twins_loss(x[0], x[1], 5e-3, 1e-5); },
+                    {mul(randn({n, 19}), 3.0), randn({n, 19})}, {true, true});
 }
 
 TEST(FusedHalf, VicregTerms) {
   manual_seed(73);
   for (int64_t n : {6, 40})  // both forms: the N x N Gram matrix (N < D) and the D x D covariance
-    for_both_halves(
-        "vicreg n " + std::to_string(n),
-        [](const std::vector<Tensor>& x) {
-          VicregTerms t = vicreg_terms(x[0], x[1]);
-          EXPECT_EQ(t.variance.dtype(), DType::f32);
-          EXPECT_EQ(t.covariance.dtype(), DType::f32);
-          return add(add(mul(t.invariance, 25.0), mul(t.variance, 25.0)), t.covariance);
-        },
-        {randn({n, 21}), add(randn({n, 21}), 0.5)}, {true, true});
+    for_both_halves("vicreg n " + std::to_string(n),
+                    [](const std::vector<Tensor>& x) {
+                      VicregTerms t = vicreg_terms(x[0], x[1]);
+                      EXPECT_EQ(t.variance.dtype(), DType::f32);
+                      EXPECT_EQ(t.covariance.dtype(), DType::f32);
+                      return add(add(mul(t.invariance, 25.0), mul(t.variance, 25.0)), t.covariance);
+                    },
+                    {randn({n, 21}), add(randn({n, 21}), 0.5)}, {true, true});
 }
 
 TEST(FusedHalf, NormalizedMse) {
   manual_seed(74);
-  for_both_halves(
-      "normalized mse", [](const std::vector<Tensor>& x) { return normalized_mse(x[0], x[1]); },
-      {randn({29, 16}), randn({29, 16})}, {true, true});
+  for_both_halves("normalized mse", [](const std::vector<Tensor>& x) { return normalized_mse(x[0], x[1]); },
+                  {randn({29, 16}), randn({29, 16})}, {true, true});
 }
 
 TEST(FusedHalf, Sinkhorn) {
   manual_seed(75);
   Tensor s = randn({37, 11});
   for (bool log_domain : {false, true})
-    for_both_halves(
-        log_domain ? "sinkhorn log" : "sinkhorn",
-        [log_domain](const std::vector<Tensor>& x) { return sinkhorn(x[0], 0.05, 3, log_domain); }, {s}, {false});
+    for_both_halves(log_domain ? "sinkhorn log" : "sinkhorn",
+                    [log_domain](const std::vector<Tensor>& x) { return sinkhorn(x[0], 0.05, 3, log_domain); }, {s},
+                    {false});
 }
 
 TEST(FusedHalf, WhitenReturnsTheInputsDtype) {
@@ -132,18 +129,15 @@ TEST(FusedHalf, InfonceForms) {
   const int64_t n = 12, d = 16;
   Tensor a = randn({n, d}), b = randn({n, d}), c = randn({n, d});
   Tensor labels = from_vector_i64({0, 1, 2, 0, 1, 2, 3, 3, 0, 5, 6, 1}, {n});
-  for_both_halves(
-      "supcon", [labels](const std::vector<Tensor>& x) { return supcon(x[0], labels, 0.1); }, {a}, {true});
-  for_both_halves(
-      "nt_xent_multi", [](const std::vector<Tensor>& x) { return nt_xent_multi(x, 0.1); }, {a, b, c},
-      {true, true, true});
-  for_both_halves(
-      "clip", [](const std::vector<Tensor>& x) { return clip_loss(x[0], x[1], 0.07); }, {a, b}, {true, true});
+  for_both_halves("supcon", [labels](const std::vector<Tensor>& x) { return supcon(x[0], labels, 0.1); }, {a}, {true});
+  for_both_halves("nt_xent_multi", [](const std::vector<Tensor>& x) { return nt_xent_multi(x, 0.1); }, {a, b, c},
+                  {true, true, true});
+  for_both_halves("clip", [](const std::vector<Tensor>& x) { return clip_loss(x[0], x[1], 0.07); }, {a, b},
+                  {true, true});
   // rank 1 of 2: local rows 6..11 against the gathered columns of both ranks
-  for_both_halves(
-      "nt_xent_gathered",
-      [](const std::vector<Tensor>& x) { return nt_xent_gathered(x[0], x[1], x[2], x[3], 6, 0.1); },
-      {a.narrow(0, 6, 6).contiguous(), b.narrow(0, 6, 6).contiguous(), a, b}, {true, true, true, true});
+  for_both_halves("nt_xent_gathered",
+                  [](const std::vector<Tensor>& x) { return nt_xent_gathered(x[0], x[1], x[2], x[3], 6, 0.1); },
+                  {a.narrow(0, 6, 6).contiguous(), b.narrow(0, 6, 6).contiguous(), a, b}, {true, true, true, true});
 }
 
 }  // namespace

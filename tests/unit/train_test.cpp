@@ -81,6 +81,17 @@ TEST(TrainConfig, RejectsUnknownKeysAndBadValuesNamingThem) {
   EXPECT_NE(e.find("optimizer.name"), std::string::npos) << e;
   e = error_of([&] { train::parse_train_config(base, "f.yaml", {"method.name=simclear"}); });
   EXPECT_NE(e.find("simclear"), std::string::npos) << e;
+  e = error_of([&] { train::parse_train_config(base, "f.yaml", {"method.batch_stats=all_reduce"}); });
+  EXPECT_NE(e.find("method.batch_stats"), std::string::npos) << e;  // simclr gathers its negatives
+  const std::string barlow = tiny_config("/tmp/x", "barlow_twins");
+  EXPECT_EQ(train::parse_train_config(barlow, "f.yaml", {"method.batch_stats=all_reduce"}).method.batch_stats,
+            "all_reduce");
+  e = error_of([&] { train::parse_train_config(barlow, "f.yaml", {"method.batch_stats=reduce"}); });
+  EXPECT_NE(e.find("method.batch_stats"), std::string::npos) << e;
+  methods::MethodOptions bad = methods::defaults_for("vicreg");
+  bad.batch_stats = "scatter";
+  e = error_of([&] { methods::check_batch_stats("vicreg", bad); });
+  EXPECT_NE(e.find("vicreg: method.batch_stats must be gather or all_reduce, got 'scatter'"), std::string::npos) << e;
   e = error_of([&] { train::parse_train_config(base, "f.yaml", {"method.temperature=-1"}); });
   EXPECT_NE(e.find("method.temperature"), std::string::npos) << e;
   e = error_of([&] { train::parse_train_config(base, "f.yaml", {"method.projector.widht=3"}); });
