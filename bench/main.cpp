@@ -45,11 +45,15 @@ std::string g_pending;                           // a sticky error seen by the d
 auto g_reported = std::chrono::steady_clock::now();
 std::map<std::string, std::string> g_simulate;  // benchmark -> throw, hang or sticky (SIAM_BENCH_SIMULATE)
 
-// Finishes the JSON file with what was reported, prints the guard's line and stops. Called with g_mu held.
+benchmark::BenchmarkReporter* g_json_display = nullptr;  // the display, when it writes JSON to stdout
+
+// Finishes the JSON file (and a JSON display) with what was reported, prints the guard's line and stops.
+// Called with g_mu held.
 [[noreturn]] void stop(int code, const std::string& line) {
-  if (g_file) {
-    g_file->Finalize();
-    g_file->GetOutputStream().flush();
+  for (benchmark::BenchmarkReporter* r : {g_file, g_json_display}) {
+    if (!r) continue;
+    r->Finalize();
+    r->GetOutputStream().flush();
   }
   std::fflush(stdout);
   std::fprintf(stderr, "[siam-guard] %s\n", line.c_str());
@@ -76,11 +80,14 @@ void check_after(const std::string& name) {
   if (g_pending.empty()) g_pending = siam::cuda_sticky_error();
 }
 
-class Display : public benchmark::ConsoleReporter {
+// The display on stdout: the console table, or JSON with --benchmark_format=json (a reporter passed to
+// RunSpecifiedBenchmarks replaces the one that flag would choose, so the flag is honoured here).
+template <class Base> class Display : public Base {
  public:
-  Display() : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_Color : OO_None) {}
+  using Base::Base;
+  using Run = benchmark::BenchmarkReporter::Run;
   void ReportRuns(const std::vector<Run>& runs) override {
-    ConsoleReporter::ReportRuns(runs);
+    Base::ReportRuns(runs);
     if (runs.empty()) return;
     const std::string name = runs.front().benchmark_name();
     simulate_before(name);
@@ -131,8 +138,11 @@ void watch(double stall_s) {
 int main(int argc, char** argv) {
   siam::ensure_fast_blas(argv);
   benchmark::AddCustomContext("blas", siam::blas_info());
-  bool file_out = false;
-  for (int i = 1; i < argc; ++i) file_out |= std::strncmp(argv[i], "--benchmark_out=", 16) == 0;
+  bool file_out = false, json_display = false;
+  for (int i = 1; i < argc; ++i) {
+    file_out |= std::strncmp(argv[i], "--benchmark_out=", 16) == 0;
+    json_display |= std::strcmp(argv[i], "--benchmark_format=json") == 0;
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
@@ -144,13 +154,21 @@ int main(int argc, char** argv) {
   if (stall_s > 0) watcher = std::thread(watch, stall_s);
   std::set_terminate(on_terminate);
 
-  Display display;
+  Display<benchmark::ConsoleReporter> console(isatty(STDOUT_FILENO) ? benchmark::ConsoleReporter::OO_Color
+                                                                      : benchmark::ConsoleReporter::OO_None);
+  Display<benchmark::JSONReporter> json;
+  benchmark::BenchmarkReporter* display = &console;
+  if (json_display) {
+    display = &json;
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_json_display = &json;
+  }
   File file;
   if (file_out) {
     g_file = &file;
-    benchmark::RunSpecifiedBenchmarks(&display, &file);
+    benchmark::RunSpecifiedBenchmarks(display, &file);
   } else {
-    benchmark::RunSpecifiedBenchmarks(&display);
+    benchmark::RunSpecifiedBenchmarks(display);
   }
   benchmark::Shutdown();
   g_done = true;
