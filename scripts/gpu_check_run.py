@@ -14,8 +14,13 @@ Environment: SIAM_GTEST_FILTER (default *), SIAM_BENCH_FILTER (default _cuda|_nc
 the benchmarks run before the others, default the issues' goals: nce_|ema_|xcorr_|gemm_bf16|sgemm|copy_cuda|
 elementwise_cuda; empty: the binary's order), SIAM_TEST_TIMEOUT_S (one test, default 90), SIAM_BENCH_STALL_S
 (one benchmark, default 90), OMP_NUM_THREADS (default 8).
+Before the benchmarks, bench/compare/torch_gemm_cuda.py measures PyTorch's bf16 GEMM and copy rates with this
+python3 (the GPU machine's has a CUDA PyTorch); gpu_check.json's "goals" then holds the issues' GPU goals
+computed from the run (bf16 GEMM against PyTorch's, elementwise and EMA against the measured copy rate, fused
+InfoNCE against the H200's bf16 peak), each met, not met, or without a figure.
 Files in OUTDIR: tests_<binary>.json (every test's status, merged over the attempts) and .log (all attempts),
-bench_cuda.json (the benchmark runs, merged) and .log, gpu_check.json (the summary).
+bench_cuda.json (the benchmark runs, merged) and .log (with the PyTorch reference's output), gpu_check.json
+(the summary).
 """
 import argparse
 import glob
@@ -251,6 +256,72 @@ def run_bench(binary, out, deadline, tmp):
     return merged
 
 
+# ----------------------------------------------------------------------------------------- goals and references
+H200_BF16_DENSE = 989e12  # FLOP/s, H200 SXM dense bf16 tensor-core peak (NVIDIA's figure, without sparsity)
+
+
+def run_torch_reference(out, deadline):
+    """PyTorch's bf16 GEMM and copy rates on this GPU (bench/compare/torch_gemm_cuda.py, this python3), the
+    reference of the GEMM goal; its output goes to bench_cuda.log. A dict, with "error" when there is none."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench", "compare",
+                          "torch_gemm_cuda.py")
+    left = deadline - time.time() - 5
+    if not os.path.exists(script):
+        return {"error": f"{script} not found"}
+    if left < 60:
+        return {"error": f"not run: {left:.0f} s left"}
+    rc, text = run_logged([sys.executable, script], dict(os.environ), os.path.join(out, "bench_cuda.log"),
+                          "PyTorch reference (bench/compare/torch_gemm_cuda.py)", min(180.0, left - 30))
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {"error": f"{exit_reason(rc) if rc else 'exit 0'}, no result line (see bench_cuda.log)"}
+
+
+def bench_rate(results, pattern, counter):
+    """The largest `counter` of the results whose name matches `pattern` (a regex), and that name; (None, None)
+    when none ran."""
+    best, name = None, None
+    for r in results:
+        v = r.get(counter)
+        if isinstance(v, (int, float)) and re.match(pattern, r["name"]) and (best is None or v > best):
+            best, name = v, r["name"]
+    return best, name
+
+
+def goals(results, torch_ref):
+    """Issue 3's and 4's GPU goals from this run's figures: each {goal, value, target, met, detail}; met is None
+    when a figure is missing."""
+    out = []
+
+    def add(goal, value, target, detail):
+        out.append({"goal": goal, "value": None if value is None else round(value, 4), "target": target,
+                    "met": None if value is None else value >= target, "detail": detail})
+
+    copy, copy_name = bench_rate(results, r"BM_copy_cuda/", "bytes")
+    copy_detail = f"{copy_name}: {copy / 1e9:.0f} GB/s" if copy else "BM_copy_cuda did not run"
+    ours, name = bench_rate(results, r"BM_gemm_bf16_cuda/8192/", "flops")
+    ref = torch_ref.get("gemm_bf16", {}).get("tflops")
+    add("bf16 GEMM at 8192^3 / PyTorch's on the same GPU (issue 3)", ours / 1e12 / ref if ours and ref else None,
+        0.8, f"{name}: {ours / 1e12:.0f} TFLOP/s" if ours else "BM_gemm_bf16_cuda/8192 did not run")
+    out[-1]["detail"] += (f"; PyTorch {torch_ref.get('torch')}: {ref:.0f} TFLOP/s" if ref
+                          else f"; PyTorch: {torch_ref.get('error', 'no figure')}")
+    ew, name = bench_rate(results, r"BM_elementwise_cuda/", "bytes")
+    add("elementwise rate / measured device copy rate (issue 3)", ew / copy if ew and copy else None, 0.85,
+        (f"{name}: {ew / 1e9:.0f} GB/s" if ew else "BM_elementwise_cuda did not run") + "; " + copy_detail)
+    nce, name = bench_rate(results, r"BM_nce_fused_bf16_cuda/(16384|32768|65536)/256/", "flops")
+    add("fused InfoNCE bf16, 2N >= 32768, D 256, / the H200's dense bf16 rate (issue 4)",
+        nce / H200_BF16_DENSE if nce else None, 0.5,
+        f"{name}: {nce / 1e12:.0f} TFLOP/s of {H200_BF16_DENSE / 1e12:.0f}" if nce else "did not run")
+    ema, name = bench_rate(results, r"BM_ema_fused_cuda/", "bytes")
+    add("EMA over ResNet-50's parameters / measured device copy rate (issue 4)", ema / copy if ema and copy else None,
+        0.8, (f"{name}: {ema / 1e9:.0f} GB/s" if ema else "BM_ema_fused_cuda did not run") + "; " + copy_detail)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------ main
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -294,11 +365,15 @@ def main():
         if summary["tests"]["failed"]:
             problems.append(f'{summary["tests"]["failed"]} test(s) failed')
         if os.access(bench, os.X_OK):
+            torch_ref = run_torch_reference(a.out, a.deadline)
+            print(f"gpu_check: PyTorch reference: {json.dumps(torch_ref)}", flush=True)
+            summary["benchmarks"]["torch_reference"] = torch_ref
             b = run_bench(bench, a.out, a.deadline, tmp)
             summary["benchmarks"]["context"] = {k: (b["context"] or {}).get(k) for k in ("num_cpus", "mhz_per_cpu")}
             for run in b["benchmarks"]:
                 r = {"name": run["name"], "real_time": run.get("real_time"), "time_unit": run.get("time_unit")}
-                for k in ("flops", "bytes", "bytes_peak", "pct_of_peak", "error_message"):
+                for k in ("flops", "bytes", "bytes_peak", "pct_of_peak", "pct_of_copy", "peak_fraction",
+                          "error_message"):
                     if k in run:
                         r[k] = run[k]
                 summary["benchmarks"]["results"].append(r)
@@ -309,6 +384,11 @@ def main():
                                 + ", ".join(f'{x["benchmark"]} ({x["kind"]})' for x in b["faults"]))
             if b["not_run"]:
                 problems.append(f'{len(b["not_run"])} benchmark(s) not run ({b["stop_reason"] or "see bench_cuda.log"})')
+            summary["goals"] = goals(summary["benchmarks"]["results"], torch_ref)
+            for g in summary["goals"]:
+                state = "no figure" if g["met"] is None else "met" if g["met"] else "NOT met"
+                print(f'gpu_check: goal {state}: {g["goal"]}: {g["value"]} (target {g["target"]}); {g["detail"]}',
+                      flush=True)
         else:
             summary["benchmarks"]["note"] = "no siam_bench in the bundle"
     summary["wall_s"] = round(time.time() - a.start, 1)
