@@ -118,7 +118,7 @@ BENCHMARK(BM_fma_ref)->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMillis
 // Args (m, n, k): C (m, n) = A (m, k) @ B (k, n), row-major f32. 256x4608x576 is a ResNet 3x3 conv as
 // im2col GEMM (64 in-channels * 9 = 576; 256 out-channels; 4608 output pixels).
 void gemm_args(benchmark::internal::Benchmark* b) {
-  for (int64_t s : {256, 512, 1024, 2048}) b->Args({s, s, s});
+  for (int64_t s : {256, 512, 1024, 2048, 4096}) b->Args({s, s, s});
   b->Args({256, 4608, 576});
   b->ArgNames({"m", "n", "k"})->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMillisecond);
 }

@@ -92,6 +92,14 @@ void nce_args(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_nce_fused)->Apply(nce_args);
 BENCHMARK(BM_nce_unfused)->Apply(nce_args);
+// 2N = 65536 rows, where the unfused form would need 17 GB for the logits alone (and as much for their
+// gradient): one forward + backward, 3.3 TFLOP, about 20 s on 2 cores. Not run by the unfused benchmark.
+BENCHMARK(BM_nce_fused)
+    ->Args({32768, 128})
+    ->ArgNames({"N", "D"})
+    ->Iterations(1)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_xcorr_fused(benchmark::State& st) {
   const int64_t n = st.range(0), d = st.range(1);
