@@ -46,7 +46,9 @@ siam_emu_switch:
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -140,6 +142,11 @@ std::unordered_map<const void*, std::vector<SharedRegion>>& kernel_regions() {
   return m;
 }
 thread_local std::vector<SharedRegion>* t_regions = nullptr;
+
+std::map<std::string, int64_t>& launch_count_map() {  // guarded by launch_mutex()
+  static auto* m = new std::map<std::string, int64_t>();
+  return *m;
+}
 
 std::mutex& launch_mutex() {
   static std::mutex m;
@@ -374,6 +381,16 @@ void launch_failed(const LaunchConfig& cfg, const std::string& why) {
   record_launch_error(msg);
 }
 
+std::map<std::string, int64_t> launch_counts() {
+  std::lock_guard<std::mutex> lock(launch_mutex());
+  return launch_count_map();
+}
+
+void reset_launch_counts() {
+  std::lock_guard<std::mutex> lock(launch_mutex());
+  launch_count_map().clear();
+}
+
 void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
   const dim3 g = cfg.grid, b = cfg.block;
   const uint64_t threads = uint64_t(b.x) * b.y * b.z;
@@ -391,6 +408,7 @@ void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx) {
   if (trace) std::fprintf(stderr, "siam emu: launch %s\n", describe(cfg).c_str());
 
   std::lock_guard<std::mutex> lock(launch_mutex());
+  ++launch_count_map()[cfg.name];
   std::vector<unsigned char> smem_buf(cfg.smem + 16);
   unsigned char* smem =
       cfg.smem ? reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_buf.data()) + 15) & ~uintptr_t(15))

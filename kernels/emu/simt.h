@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -92,6 +93,10 @@ struct LaunchConfig {
 };
 // Runs body once per thread of every block; records a launch failure (see above) instead of throwing.
 void run_grid(const LaunchConfig& cfg, void (*body)(void*), void* ctx);
+// The launches that passed the checks above and ran, per kernel name as written at the launch site
+// ("mt_ema_kernel1<T>"), since the last reset_launch_counts(): for tests of how many launches an op makes.
+std::map<std::string, int64_t> launch_counts();
+void reset_launch_counts();
 // Whether p lies in memory a kernel may use (device or pinned host), for the pointer-argument check.
 bool kernel_accessible(const void* p);
 void launch_failed(const LaunchConfig& cfg, const std::string& why);

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "engine/core/autocast.h"
 #include "engine/core/random.h"
 #include "engine/ops/consistency.h"
+#include "engine/ops/dispatch.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
@@ -35,7 +37,9 @@
 #include "kernels/common/multi_tensor_math.h"
 #include "kernels/common/online_lse.h"
 #include "kernels/cpu/multi_tensor.h"
+#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/infonce.h"
+#include "kernels/cuda/stream.h"
 #include "tests/cuda/cuda_test.h"
 
 namespace siam {
@@ -291,6 +295,30 @@ TEST(FusedParity, MocoInfonceMatchesCpu) {
         // K 0: the loss is 0 for every q; D 1: a normalized row is +-1 whatever q is. Terms of size 1/t.
         expect_parity_zero_grad(what, dt, in, 1, moco, 1 / 0.2);
       }
+}
+
+// The device memory of fused NT-Xent, forward + backward, stays O(N D): at 2N = 2048 rows of 16 features the
+// logits alone would take 16 MiB (and the unfused composition several such matrices); the fused op's
+// allocations above the inputs peak at a small multiple of the 2N x D rows: the stacked and the normalized
+// rows, their gradient, the norms and lse (3.1 x the rows on the emulator, which runs the same allocator).
+TEST(FusedParity, NtXentDeviceMemoryStaysOrderNTimesD) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (ops::kCudaBuild) {
+    TensorCoresOff kernel1;
+    const int64_t n = 1024, d = 16, rows_bytes = 2 * n * d * 4;
+    Tensor z1 = rnd({n, d}, DType::f32, 5).to(kDev).set_requires_grad(true);
+    Tensor z2 = rnd({n, d}, DType::f32, 6).to(kDev).set_requires_grad(true);
+    cuda::synchronize_stream(cuda::current_stream(0));
+    const size_t base = cuda::device_alloc_stats(0).allocated_bytes;
+    cuda::reset_peak_device_stats(0);
+    nt_xent(z1, z2, 0.1).backward();
+    const size_t extra = cuda::device_alloc_stats(0).peak_allocated_bytes - base;
+    EXPECT_LT(extra, static_cast<size_t>(8 * rows_bytes))
+        << "peak " << extra << " bytes above the inputs; the 2N x 2N logits alone: " << 4 * (2 * n) * (2 * n);
+    EXPECT_GT(extra, static_cast<size_t>(rows_bytes));  // it measured something: at least the stacked rows
+    std::cout << "[ memory   ] fused nt_xent at 2N = " << 2 * n << ", D = " << d << ": " << extra
+              << " bytes above the inputs (" << double(extra) / rows_bytes << " x the rows)\n";
+  }
 }
 
 // kernel2: the logits and the gradient pass on bf16 tensor cores (kernels/cuda/infonce.h), for bf16 inputs
