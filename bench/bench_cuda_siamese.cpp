@@ -10,8 +10,12 @@
 //                            (kernel2), the unfused matmul under autocast; pct_of_peak against 989 TFLOP/s
 //   BM_ema_fused_cuda/P      optim::ema_update over a ResNet-50's parameter shapes (P = 1) (kernels/cuda/
 //                            multi_tensor.h); pct_of_copy against 12 bytes/parameter at kCopyRate
+//   BM_ema_pertensor_cuda/P  the same EMA one tensor at a time through engine ops (mul_, add_)
 //   BM_xcorr_fused_cuda/N/D  barlow_twins_loss forward + backward on CUDA (kernels/cuda/xcorr.h: the column
 //                            kernels, and C = zh1^T zh2 and the two dzh products through cuBLASLt)
+//   BM_xcorr_unfused_cuda/N/D  the composition: mean, var, standardize, matmul, identity-masked sums
+//   BM_sinkhorn_cuda/B/K, BM_nmse_cuda/N/D, BM_vicreg_cuda/N/D  the other fused losses (kernels/cuda/
+//                            sinkhorn.h, consistency.h, xcorr.h) at the methods' large-batch sizes
 // Counters: flops (InfoNCE 6 M^2 D, M = 2N, the useful forward + backward work; recomputation not counted),
 // bytes (EMA), bytes_peak (the caching allocator's high-water mark of allocated bytes above the inputs during
 // the iteration).
@@ -25,7 +29,10 @@
 #include "engine/ops/linalg.h"
 #include "engine/ops/loss.h"
 #include "engine/ops/shape.h"
+#include "engine/ops/consistency.h"
+#include "engine/ops/reduce.h"
 #include "engine/ops/siamese.h"
+#include "engine/ops/sinkhorn.h"
 #include "engine/optim/ema.h"
 #include "engine/tensor.h"
 #include "kernels/cuda/allocator.h"
@@ -197,6 +204,104 @@ void BM_xcorr_fused_cuda(benchmark::State& st) {
   st.counters["flops"] = benchmark::Counter(6.0 * double(n) * double(d) * double(d),
                                             benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_xcorr_fused_cuda)->Args({4096, 2048})->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_xcorr_fused_cuda)
+    ->Args({4096, 2048})
+    ->Args({256, 8192})
+    ->MinTime(kMinTime)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// Barlow Twins as a PyTorch user writes it: standardize each view (mean, var), C = z1h^T z2h / N, the on- and
+// off-diagonal sums through an identity mask (D x D temporaries).
+Tensor xcorr_unfused(const Tensor& z1, const Tensor& z2, double lambda) {
+  auto stdz = [](const Tensor& z) {
+    return siam::div(siam::sub(z, siam::mean(z, {0}, true)), siam::sqrt(siam::add(siam::var(z, {0}, 0, true), 1e-5)));
+  };
+  const int64_t n = z1.size(0), d = z1.size(1);
+  Tensor c = siam::div(siam::matmul(stdz(z1).t(), stdz(z2)), double(n));  // (D, D)
+  Tensor e = siam::eye(d, z1.options());
+  Tensor on = siam::sum(siam::square(siam::rsub(1.0, siam::sum(siam::mul(c, e), {1}))));
+  Tensor off = siam::sum(siam::square(siam::mul(c, siam::rsub(1.0, e))));
+  return siam::add(on, siam::mul(off, lambda));
+}
+void BM_xcorr_unfused_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  const int64_t n = st.range(0), d = st.range(1);
+  Tensor z1 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  Tensor z2 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  run_timed(st, [&] { xcorr_unfused(z1, z2, 5e-3).backward(); });
+  st.counters["flops"] = benchmark::Counter(6.0 * double(n) * double(d) * double(d),
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_xcorr_unfused_cuda)
+    ->Args({4096, 2048})
+    ->Args({256, 8192})
+    ->MinTime(kMinTime)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+// The EMA one tensor at a time through engine ops (t = m t + (1 - m) o: a launch or two per tensor), against
+// BM_ema_fused_cuda's one launch over ResNet-50's parameter list.
+void BM_ema_pertensor_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  std::vector<Tensor> target, online;
+  int64_t params = 0;
+  for (const siam::Shape& sh : resnet50_shapes()) {
+    target.push_back(siam::randn(sh, dev()));
+    online.push_back(siam::randn(sh, dev()));
+    params += target.back().numel();
+  }
+  const double m = 0.996;
+  run_timed(st, [&] {
+    siam::NoGradGuard ng;
+    for (size_t i = 0; i < target.size(); ++i) target[i].mul_(m).add_(online[i], 1.0 - m);
+  });
+  const double bytes = 12.0 * double(params);
+  st.counters["params"] = double(params);
+  st.counters["bytes"] = benchmark::Counter(bytes, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_ema_pertensor_cuda)->Arg(1)->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The other fused losses on CUDA, forward + backward (Sinkhorn forward only: it has no gradient), at the sizes
+// of the methods' large-batch runs: SwAV's B x K scores, BYOL's (N, D) predictions, VICReg's (N, D) views.
+void BM_sinkhorn_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  const int64_t b = st.range(0), k = st.range(1);
+  Tensor s = siam::tanh(siam::randn({b, k}, dev()));
+  Tensor q;
+  run_timed(st, [&] { q = siam::sinkhorn(s, 0.05, 3); });
+  st.counters["bytes"] = benchmark::Counter(4.0 * 8.0 * double(b) * double(k),  // 1 + iters passes of B x K
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_sinkhorn_cuda)->Args({4096, 3000})->Args({65536, 3000})->MinTime(kMinTime)->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+
+void BM_nmse_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  const int64_t n = st.range(0), d = st.range(1);
+  Tensor p = siam::randn({n, d}, dev()).set_requires_grad(true), z = siam::randn({n, d}, dev());
+  run_timed(st, [&] {
+    p.set_grad(Tensor());
+    siam::normalized_mse(p, z).backward();
+  });
+  st.counters["bytes"] = benchmark::Counter(4.0 * 5.0 * double(n) * double(d),  // p, z twice, dp
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_nmse_cuda)->Args({65536, 256})->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMillisecond);
+
+void BM_vicreg_cuda(benchmark::State& st) {
+  if (no_device(st)) return;
+  const int64_t n = st.range(0), d = st.range(1);
+  Tensor z1 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  Tensor z2 = siam::randn({n, d}, dev()).set_requires_grad(true);
+  run_timed(st, [&] {
+    siam::VicregTerms t = siam::vicreg_terms(z1, z2);
+    siam::add(siam::add(siam::mul(t.invariance, 25.0), siam::mul(t.variance, 25.0)), t.covariance).backward();
+  });
+  st.counters["flops"] = benchmark::Counter(8.0 * double(n) * double(d) * double(d),  // two covariances, fwd + bwd
+                                            benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_vicreg_cuda)->Args({4096, 2048})->Args({256, 8192})->MinTime(kMinTime)->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace

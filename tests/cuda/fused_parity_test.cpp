@@ -652,6 +652,37 @@ TEST(FusedParity, SinkhornWithHooksOnCudaScoresMatchesCpu) {
   EXPECT_LE(norm_err(gpu.to(kCPU), cpu), tol(DType::f32));
 }
 
+// ---- stopgrad on the device ----
+
+// detach() of a CUDA tensor is a zero-copy view too (tests/unit/stopgrad_test.cpp on the CPU): same storage and
+// data pointer, no request to the device allocator, no launch; BYOL's stop-gradient on a device branch passes
+// no gradient and normalized_mse's gradient to the online side equals that against a constant target.
+TEST(FusedParity, DetachOnTheDeviceIsAZeroCopyView) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (ops::kCudaBuild) {
+    Tensor x = rnd({64, 32}, DType::f32, 8).to(kDev).set_requires_grad(true);
+    Tensor y = mul(x, 2.0);
+    for (const Tensor& t : {x, y, y.t()}) {
+      cuda::synchronize_stream(cuda::current_stream(0));
+      const size_t requests = cuda::device_alloc_stats(0).requests;
+      Tensor d = t.detach();
+      EXPECT_EQ(cuda::device_alloc_stats(0).requests, requests);
+      EXPECT_EQ(d.raw_data(), t.raw_data());
+      EXPECT_EQ(d.storage().get(), t.storage().get());
+      EXPECT_EQ(d.strides(), t.strides());
+      EXPECT_TRUE(d.is_cuda());
+      EXPECT_FALSE(d.requires_grad());
+    }
+    Tensor p = rnd({16, 8}, DType::f32, 9).to(kDev).set_requires_grad(true);
+    Tensor z = mul(x.narrow(0, 0, 16).narrow(1, 0, 8), 3.0);  // the "target" branch, with history back to x
+    normalized_mse(p, z.detach()).backward();
+    EXPECT_FALSE(x.grad().defined()) << "a gradient crossed detach on the device";
+    Tensor pc = p.detach().to(kCPU).set_requires_grad(true);
+    normalized_mse(pc, z.detach().to(kCPU)).backward();
+    EXPECT_LE(norm_err(p.grad().to(kCPU), pc.grad()), tol(DType::f32));
+  }
+}
+
 // ---- multi-tensor EMA, SGD, LARS ----
 
 // Sizes around the 32K chunk, the float4 path (multiples of 4) and its tail, and tiny tensors.

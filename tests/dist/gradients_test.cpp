@@ -68,6 +68,19 @@ TEST(DistGradients, BarlowTwinsOverGatheredRows) {
       [](Tensor z1, Tensor z2) { return barlow_twins_loss(z1, z2, 0.05); }, 1);
 }
 
+// nt_xent_gathered (engine/ops/siamese.h): each rank's rows against every rank's gathered columns, its loss the
+// local mean of the global NT-Xent's rows; the rank average is nt_xent over the whole batch, and gradients
+// flow to the local rows and, through all_gather_rows' backward, to every rank's columns.
+TEST(DistGradients, NtXentGatheredLocalRowsAgainstGatheredColumns) {
+  check_against_single(
+      "nt_xent_gathered",
+      [](Tensor z1, Tensor z2) {
+        const int64_t offset = dist::world().rank() * z1.size(0);
+        return nt_xent_gathered(z1, z2, dist::all_gather_rows(z1), dist::all_gather_rows(z2), offset, 0.5);
+      },
+      [](Tensor z1, Tensor z2) { return nt_xent(z1, z2, 0.5); }, 0);
+}
+
 // Local rows against gathered columns, loss = this rank's mean (the efficient SimCLR/MoCo form).
 TEST(DistGradients, LocalRowsAgainstGatheredColumns) {
   auto loss = [](const Tensor& q, const Tensor& keys) {
