@@ -214,4 +214,63 @@ void supcon_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_supcon_fused)->Apply(supcon_args);
 BENCHMARK(BM_supcon_unfused)->Apply(supcon_args);
 
+// ---- MoCo's and CLIP's forms ----
+//   BM_moco_fused/N/K/D    moco_infonce(q, k, queue, 0.2): N queries against their keys and a K x D queue;
+//                          flops 4 N K D (forward logits and the query gradient; the keys get none)
+//   BM_moco_unfused/N/K/D  normalize q, k, queue; [q.k, q queue^T] / t (N x (K + 1)); cross_entropy to column 0
+//   BM_clip_fused/N/D      clip_loss(a, b, 0.07); flops 6 N^2 D (logits, then both inputs' gradients)
+//   BM_clip_unfused/N/D    normalize a, b; s = a b^T / t; (cross_entropy(s) + cross_entropy(s^T)) / 2
+
+Tensor moco_unfused(const Tensor& q, const Tensor& k, const Tensor& queue, double t) {
+  Tensor qn = siam::normalize(q, 1), kn = siam::normalize(k, 1), cn = siam::normalize(queue, 1);
+  Tensor pos = siam::sum(siam::mul(qn, kn), {1}, true);                               // (N, 1)
+  Tensor logits = siam::mul(siam::cat({pos, siam::matmul(qn, cn.t())}, 1), 1.0 / t);  // (N, K + 1)
+  return siam::cross_entropy(logits, siam::zeros({q.size(0)}, siam::DType::i64));
+}
+
+Tensor clip_unfused(const Tensor& a, const Tensor& b, double t) {
+  const int64_t n = a.size(0);
+  Tensor s = siam::mul(siam::matmul(siam::normalize(a, 1), siam::normalize(b, 1).t()), 1.0 / t);  // (N, N)
+  std::vector<int64_t> diag(n);
+  for (int64_t i = 0; i < n; ++i) diag[i] = i;
+  Tensor target = siam::from_vector_i64(diag, {n});
+  return siam::mul(siam::add(siam::cross_entropy(s, target), siam::cross_entropy(s.t(), target)), 0.5);
+}
+
+void BM_moco_fused(benchmark::State& st) {
+  const int64_t n = st.range(0), k = st.range(1), d = st.range(2);
+  Tensor queue = siam::randn({k, d});
+  run_loss_n(st, 2, n, d, [&](const std::vector<Tensor>& xs) { return siam::moco_infonce(xs[0], xs[1], queue, 0.2); },
+             4.0 * double(n) * double(k) * double(d), 0.0);
+}
+void BM_moco_unfused(benchmark::State& st) {
+  const int64_t n = st.range(0), k = st.range(1), d = st.range(2);
+  Tensor queue = siam::randn({k, d});
+  run_loss_n(st, 2, n, d, [&](const std::vector<Tensor>& xs) { return moco_unfused(xs[0], xs[1].detach(), queue, 0.2); },
+             4.0 * double(n) * double(k) * double(d), 0.0);
+}
+void moco_args(benchmark::internal::Benchmark* b) {
+  b->Args({256, 65536, 128})->Args({1024, 16384, 128});
+  b->ArgNames({"N", "K", "D"})->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_moco_fused)->Apply(moco_args);
+BENCHMARK(BM_moco_unfused)->Apply(moco_args);
+
+void BM_clip_fused(benchmark::State& st) {
+  const int64_t n = st.range(0), d = st.range(1);
+  run_loss_n(st, 2, n, d, [](const std::vector<Tensor>& xs) { return siam::clip_loss(xs[0], xs[1], 0.07); },
+             6.0 * double(n) * double(n) * double(d), tiled_scratch_bytes(n, d));
+}
+void BM_clip_unfused(benchmark::State& st) {
+  const int64_t n = st.range(0), d = st.range(1);
+  run_loss_n(st, 2, n, d, [](const std::vector<Tensor>& xs) { return clip_unfused(xs[0], xs[1], 0.07); },
+             6.0 * double(n) * double(n) * double(d), 0.0);
+}
+void clip_args(benchmark::internal::Benchmark* b) {
+  b->Args({1024, 128})->Args({4096, 128});
+  b->ArgNames({"N", "D"})->MinTime(kMinTime)->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_clip_fused)->Apply(clip_args);
+BENCHMARK(BM_clip_unfused)->Apply(clip_args);
+
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "kernels/common/fastmath.h"
@@ -33,11 +34,33 @@ int64_t num_tiles(int64_t n, int64_t t) { return (n + t - 1) / t; }
 
 }  // namespace
 
+int64_t infonce_column_splits(int64_t rows, int64_t cols) {
+  const int64_t tiles = num_tiles(rows, kInfonceTileRows);
+  if (tiles >= kInfonceMinWork) return 1;
+  const int64_t by_cols = std::max<int64_t>(1, cols / kInfonceSplitMinCols);
+  return std::max<int64_t>(1, std::min(by_cols, (kInfonceMinWork + tiles - 1) / std::max<int64_t>(tiles, 1)));
+}
+
 int64_t infonce_workspace_elems(const InfonceArgs& a, int threads) {
   const int64_t cols = a.self ? a.rows : a.cols;
   const int64_t tc = std::max<int64_t>(1, std::min(kInfonceTileCols, cols));
-  return static_cast<int64_t>(threads) * std::min(kInfonceTileRows, std::max<int64_t>(a.rows, 1)) * tc + a.rows;
+  const int64_t splits = infonce_column_splits(a.rows, cols);
+  // + the partial (max, sum) per split and row (forward), the partial gradients per split (backward)
+  const int64_t split_elems = splits > 1 ? splits * a.rows * (2 + a.dim) : 0;
+  return static_cast<int64_t>(threads) * std::min(kInfonceTileRows, std::max<int64_t>(a.rows, 1)) * tc + a.rows +
+         split_elems;
 }
+
+namespace {
+
+// The column range [begin, end) of split sp of `splits` over cols columns, in whole column tiles of tc.
+std::pair<int64_t, int64_t> split_range(int64_t sp, int64_t splits, int64_t cols, int64_t tc) {
+  const int64_t col_tiles = num_tiles(cols, tc), per = (col_tiles + splits - 1) / splits;
+  const int64_t begin = std::min(cols, sp * per * tc);
+  return {begin, std::min(cols, begin + per * tc)};
+}
+
+}  // namespace
 
 template <class T>
 void infonce_normalize_rows(int64_t n, int64_t d, const T* x, T* z, T* rnorm, double eps) {
@@ -74,14 +97,22 @@ double infonce_forward(const InfonceArgs& a, const T* z, const T* keys, const T*
   const T inv_t = static_cast<T>(1.0 / a.temperature);
   const T ninf = -std::numeric_limits<T>::infinity();
   const int64_t TR = kInfonceTileRows, TCe = std::max<int64_t>(1, std::min(kInfonceTileCols, Nc));
-  const int64_t tiles = num_tiles(M, TR);
+  const int64_t tiles = num_tiles(M, TR), splits = infonce_column_splits(M, Nc);
   std::vector<double> loss_rows(M);  // (M)
-#pragma omp parallel if (tiles > 1)
+  std::vector<T> part_m, part_s, pos_rows;  // (splits, M) partial states, (M) positives: only when split
+  if (splits > 1) {
+    part_m.resize(static_cast<size_t>(splits * M));
+    part_s.resize(static_cast<size_t>(splits * M));
+    pos_rows.resize(static_cast<size_t>(M));
+  }
+#pragma omp parallel if (tiles * splits > 1)
   {
     std::vector<T> S(static_cast<size_t>(std::min(TR, M) * TCe));  // (TR, TC) logits tile
     T m[kInfonceTileRows], s[kInfonceTileRows], pos[kInfonceTileRows];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < tiles; ++it) {
+    for (int64_t w = 0; w < tiles * splits; ++w) {
+      const int64_t it = w / splits, sp = w % splits;
+      const auto [jb, je] = split_range(sp, splits, Nc, TCe);
       const int64_t i0 = it * TR, tr = std::min(TR, M - i0);
       for (int64_t r = 0; r < tr; ++r) {
         const int64_t i = i0 + r;
@@ -90,12 +121,12 @@ double infonce_forward(const InfonceArgs& a, const T* z, const T* keys, const T*
           m[r] = ninf;
           s[r] = 0;
         } else {
-          pos[r] = dot(z + i * D, keys + i * D, D) * inv_t;  // the positive is in the denominator too
-          m[r] = pos[r];
-          s[r] = 1;
+          pos[r] = dot(z + i * D, keys + i * D, D) * inv_t;  // the positive is in the denominator too (once)
+          m[r] = sp == 0 ? pos[r] : ninf;
+          s[r] = sp == 0 ? T(1) : T(0);
         }
       }
-      for (int64_t j0 = 0; j0 < Nc; j0 += TCe) {
+      for (int64_t j0 = jb; j0 < je; j0 += TCe) {
         const int64_t tc = std::min(TCe, Nc - j0);
         gemm<T>(false, true, tr, tc, D, inv_t, z + i0 * D, D, C + j0 * D, D, T(0), S.data(), tc);
         for (int64_t r = 0; r < tr; ++r) {
@@ -114,10 +145,29 @@ double infonce_forward(const InfonceArgs& a, const T* z, const T* keys, const T*
         }
       }
       for (int64_t r = 0; r < tr; ++r) {
+        if (splits > 1) {  // merged below, in split order
+          part_m[static_cast<size_t>(sp * M + i0 + r)] = m[r];
+          part_s[static_cast<size_t>(sp * M + i0 + r)] = s[r];
+          if (sp == 0) pos_rows[static_cast<size_t>(i0 + r)] = pos[r];
+          continue;
+        }
         const T l = m[r] + std::log(s[r]);
         lse[i0 + r] = l;
         loss_rows[i0 + r] = static_cast<double>(l) - static_cast<double>(pos[r]);
       }
+    }
+  }
+  if (splits > 1) {  // the online states of a row's column ranges merged in a fixed order (any thread count)
+    for (int64_t i = 0; i < M; ++i) {
+      T mt = ninf;
+      for (int64_t sp = 0; sp < splits; ++sp) mt = std::max(mt, part_m[static_cast<size_t>(sp * M + i)]);
+      T st = 0;
+      if (mt != ninf)
+        for (int64_t sp = 0; sp < splits; ++sp)
+          st += part_s[static_cast<size_t>(sp * M + i)] * exp_t(part_m[static_cast<size_t>(sp * M + i)] - mt);
+      const T l = mt + std::log(st);
+      lse[i] = l;
+      loss_rows[i] = static_cast<double>(l) - static_cast<double>(pos_rows[static_cast<size_t>(i)]);
     }
   }
   double total = 0;
@@ -133,16 +183,39 @@ void infonce_backward(const InfonceArgs& a, T grad, const T* z, const T* keys, c
   const T ninf = -std::numeric_limits<T>::infinity();
   const T c = grad / static_cast<T>(M), ct = c * inv_t;
   const int64_t TR = kInfonceTileRows, TCe = std::max<int64_t>(1, std::min(kInfonceTileCols, Nc));
-  const int64_t tiles = num_tiles(M, TR);
-#pragma omp parallel if (tiles > 1)
+  const int64_t tiles = num_tiles(M, TR), splits = infonce_column_splits(M, Nc);
+  std::vector<T> part;  // (splits, M, D) the column ranges' partial gradients: only when split
+  if (splits > 1) part.resize(static_cast<size_t>(splits * M * D));
+  // The positive terms of rows [i0, i0 + tr), added to dz once its tile sum is complete.
+  auto positives = [&](int64_t i0, int64_t tr) {
+    for (int64_t r = 0; r < tr; ++r) {
+      const int64_t i = i0 + r;
+      T* o = dz + i * D;
+      if (a.self) {
+        const T* zp = z + ((i + a.pos_offset) % M) * D;
+        const T* zq = z + ((i - a.pos_offset % M + M) % M) * D;
+#pragma omp simd
+        for (int64_t k = 0; k < D; ++k) o[k] -= ct * (zp[k] + zq[k]);
+      } else {
+        const T* ki = keys + i * D;
+        const T p = dot(z + i * D, ki, D) * inv_t;
+        const T w = ct * (exp_t(p - lse[i]) - T(1));
+#pragma omp simd
+        for (int64_t k = 0; k < D; ++k) o[k] += w * ki[k];
+      }
+    }
+  };
+#pragma omp parallel if (tiles * splits > 1)
   {
     std::vector<T> G(static_cast<size_t>(std::min(TR, M) * TCe));  // (TR, TC): S tile, then dL/dS tile
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < tiles; ++it) {
+    for (int64_t w = 0; w < tiles * splits; ++w) {
+      const int64_t it = w / splits, sp = w % splits;
+      const auto [jb, je] = split_range(sp, splits, Nc, TCe);
       const int64_t i0 = it * TR, tr = std::min(TR, M - i0);
-      T* dzI = dz + i0 * D;  // (tr, D)
+      T* dzI = splits > 1 ? part.data() + (sp * M + i0) * D : dz + i0 * D;  // (tr, D)
       std::fill(dzI, dzI + tr * D, T(0));
-      for (int64_t j0 = 0; j0 < Nc; j0 += TCe) {
+      for (int64_t j0 = jb; j0 < je; j0 += TCe) {
         const int64_t tc = std::min(TCe, Nc - j0);
         gemm<T>(false, true, tr, tc, D, inv_t, z + i0 * D, D, C + j0 * D, D, T(0), G.data(), tc);
         for (int64_t r = 0; r < tr; ++r) {
@@ -163,23 +236,21 @@ void infonce_backward(const InfonceArgs& a, T grad, const T* z, const T* keys, c
         // dz_I += (1/t) G_IJ C_J
         gemm<T>(false, false, tr, D, tc, inv_t, G.data(), tc, C + j0 * D, D, T(1), dzI, D);
       }
-      for (int64_t r = 0; r < tr; ++r) {
-        const int64_t i = i0 + r;
-        T* o = dz + i * D;
-        if (a.self) {
-          const T* zp = z + ((i + a.pos_offset) % M) * D;
-          const T* zq = z + ((i - a.pos_offset % M + M) % M) * D;
+      if (splits == 1) positives(i0, tr);
+    }
+  }
+  if (splits > 1) {  // the column ranges' partial gradients summed in split order (any thread count)
+#pragma omp parallel for if (M * D > (1 << 15))
+    for (int64_t i = 0; i < M; ++i) {
+      T* o = dz + i * D;
+      std::copy(part.data() + i * D, part.data() + (i + 1) * D, o);
+      for (int64_t sp = 1; sp < splits; ++sp) {
+        const T* q = part.data() + (sp * M + i) * D;
 #pragma omp simd
-          for (int64_t k = 0; k < D; ++k) o[k] -= ct * (zp[k] + zq[k]);
-        } else {
-          const T* ki = keys + i * D;
-          const T p = dot(z + i * D, ki, D) * inv_t;
-          const T w = ct * (exp_t(p - lse[i]) - T(1));
-#pragma omp simd
-          for (int64_t k = 0; k < D; ++k) o[k] += w * ki[k];
-        }
+        for (int64_t k = 0; k < D; ++k) o[k] += q[k];
       }
     }
+    positives(0, M);
   }
   (void)ninf;
 }

@@ -11,7 +11,8 @@
 //   L = (1/M) sum_i loss_i.
 //
 // Tiled kernel (infonce_forward / infonce_backward):
-//   forward:  per row tile of kTileRows rows (OpenMP over tiles), stream column tiles of kTileCols: S tile
+//   forward:  per row tile of kTileRows rows (OpenMP over tiles; over column ranges too when the row tiles are
+//             few, infonce_column_splits), stream column tiles of kTileCols: S tile
 //             by sgemm, online max m_i and sum s_i; writes only lse (M). Positive logits by a dot product.
 //   backward: G = dL/dS = (P - [j = pos(i)]) / M, P_ij = exp(S_ij - lse_i). Self form: S is symmetric, so
 //             dZ_I = (1/t) sum_J (G_IJ + G_JI^T) Z_J where (G_JI^T)_ij = exp(S_ij - lse_j) / M: one pass over
@@ -39,9 +40,18 @@ struct InfonceArgs {
 
 constexpr int64_t kInfonceTileRows = 256;
 constexpr int64_t kInfonceTileCols = 256;
+// Few row tiles (MoCo: a batch of 256 queries against a queue of 65536) would leave threads idle: the forward and
+// backward then also split the columns into ranges of whole tiles, until there are kInfonceMinWork work items,
+// each range at least kInfonceSplitMinCols wide. The split depends on the shape only, and the ranges' partial
+// results are merged in range order, so results still do not depend on the thread count.
+constexpr int64_t kInfonceMinWork = 8;
+constexpr int64_t kInfonceSplitMinCols = 2048;
+// The number of column ranges of infonce_forward / infonce_backward at this shape (1: no split).
+int64_t infonce_column_splits(int64_t rows, int64_t cols);
 
 // Elements of T the tiled kernel allocates as scratch with `threads` OpenMP threads (excluding lse and the
-// caller's inputs/outputs): threads * kInfonceTileRows * min(kInfonceTileCols, cols) plus M per-row losses.
+// caller's inputs/outputs): threads * kInfonceTileRows * min(kInfonceTileCols, cols) plus M per-row losses,
+// plus splits * M * (D + 2) when the columns are split (the partial states and gradients).
 int64_t infonce_workspace_elems(const InfonceArgs& a, int threads);
 
 // z (n, d) = x / max(|x|, eps) per row; rnorm (n) = 1 / max(|x|, eps) (rnorm may be null).

@@ -201,6 +201,45 @@ TEST(InfonceKernel, SameResultOnAnyThreadCount) {
   EXPECT_EQ(r1.second, r2.second);
 }
 
+// Few queries against a long queue (MoCo's 256 against 65536): the columns are split into ranges so that both
+// threads work (kc::infonce_column_splits), and the merged result still equals the reference, and is the same on
+// any thread count.
+TEST(InfonceKernel, ColumnSplitsMatchTheReferenceOnAnyThreadCount) {
+  manual_seed(12);
+  EXPECT_EQ(kc::infonce_column_splits(256, 65536), 8);
+  EXPECT_EQ(kc::infonce_column_splits(1024, 16384), 2);  // 4 row tiles, 2 ranges of 8192
+  EXPECT_EQ(kc::infonce_column_splits(100, 1000), 1);    // too few columns to split
+  EXPECT_EQ(kc::infonce_column_splits(2048, 65536), 1);  // 8 row tiles: enough work
+  for (int64_t k : {int64_t(4100), int64_t(9000)}) {
+    kc::InfonceArgs b;
+    b.self = false;
+    b.rows = 70;
+    b.cols = k;
+    b.dim = 9;
+    b.temperature = 0.2;
+    SCOPED_TRACE("cross M=70 K=" + std::to_string(k) + ", " + std::to_string(kc::infonce_column_splits(70, k)) +
+                 " ranges");
+    EXPECT_GT(kc::infonce_column_splits(70, k), 1);
+    kernel_vs_ref<double>(b, true, 1e-12);
+    kernel_vs_ref<double>(b, false, 1e-12);
+    kernel_vs_ref<float>(b, true, 2e-5);
+  }
+  Tensor q = leaf({60, 16}), key = leaf({60, 16}), queue = randn({9000, 16});
+  auto run = [&](int threads) {
+    const int prev = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    q.set_grad(Tensor());
+    Tensor l = moco_infonce(q, key, queue, 0.2);
+    l.backward();
+    omp_set_num_threads(prev);
+    return std::make_pair(l.item(), q.grad().to_vector<float>());
+  };
+  auto r1 = run(1), r2 = run(2), r3 = run(3);
+  EXPECT_EQ(r1.first, r2.first);
+  EXPECT_EQ(r1.second, r2.second);
+  EXPECT_EQ(r1.second, r3.second);
+}
+
 // The tiled kernel's scratch is a row tile x column tile per thread plus M floats: O(tile * M), not M^2.
 TEST(InfonceKernel, WorkspaceIsTileSizedNotSquare) {
   for (int64_t m : {512, 8192, 65536}) {
