@@ -16,7 +16,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
+#include "bench/smoke.h"
 #include "engine/core/random.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
@@ -243,5 +246,32 @@ void BM_h2d_pinned_cuda(benchmark::State& st) {
   run_timed(st, n * 4.0, n * 8.0, [&] { d = h.to(siam::Device("cuda:0"), /*non_blocking=*/true); });
 }
 BENCHMARK(BM_h2d_pinned_cuda)->Arg(1 << 24)->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The emulated smoke run's registrations (bench/smoke.h).
+const bool kSmokeRegistered = [] {
+  if (!siam::bench::smoke_run()) return false;
+  using siam::bench::smoke;
+  for (auto [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
+           {"BM_copy_cuda", BM_copy_cuda},
+           {"BM_add_cuda", BM_add_cuda},
+           {"BM_elementwise_cuda", BM_elementwise_cuda},
+           {"BM_add_bias_cuda", BM_add_bias_cuda},
+           {"BM_gelu_cuda", BM_gelu_cuda},
+           {"BM_sum_cuda", BM_sum_cuda},
+           {"BM_convert_bf16_cuda", BM_convert_bf16_cuda},
+           {"BM_h2d_pinned_cuda", BM_h2d_pinned_cuda}})
+    smoke(name, fn, {{4096}}, true);
+  smoke("BM_sum_rows_cuda", BM_sum_rows_cuda, {{4096, 128}}, true);
+  smoke("BM_sum_dim0_cuda", BM_sum_dim0_cuda, {{4096, 256}}, true);
+  for (auto [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
+           {"BM_softmax_cuda", BM_softmax_cuda},
+           {"BM_logsumexp_cuda", BM_logsumexp_cuda},
+           {"BM_cross_entropy_cuda", BM_cross_entropy_cuda},
+           {"BM_cross_entropy_unfused_cuda", BM_cross_entropy_unfused_cuda},
+           {"BM_normalize_cuda", BM_normalize_cuda},
+           {"BM_normalize_unfused_cuda", BM_normalize_unfused_cuda}})
+    smoke(name, fn, {{64, 100}}, true);
+  return true;
+}();
 
 }  // namespace

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/smoke.h"
 #include "engine/core/autocast.h"
 #include "engine/core/random.h"
 #include "engine/ops/conv.h"
@@ -64,7 +65,8 @@ void gemm_bench(benchmark::State& st, kc::DenseType t, bool tf32) {
   p.lda = p.ldb = p.ldd = n;
   siam::detail::DeviceScratch scratch(kDev);
   const double flops = 2.0 * static_cast<double>(n) * n * n;
-  const int reps = std::max(1, static_cast<int>(2e12 / flops));  // ~2 TFLOP per iteration
+  // ~2 TFLOP per iteration (one product in the emulated smoke run)
+  const int reps = siam::bench::smoke_run() ? 1 : std::max(1, static_cast<int>(2e12 / flops));
   kc::gemm(p, scratch.fn());  // warm-up: heuristic and workspace
   kc::dense_synchronize(0);
   for (auto _ : st) {
@@ -197,6 +199,20 @@ void BM_resnet50_step_cuda(benchmark::State& st) {
   auto model = siam::models::resnet50({.num_classes = 1000});
   model_step(st, *model, st.range(0), 224, st.range(1) != 0);
 }
+
+// The emulated smoke run's registrations (bench/smoke.h): GEMMs of 256, one small convolution per mode, the two
+// model steps at batch 2 (ResNet-18 at 32 x 32) and 1 (ResNet-50 at 224 x 224).
+const bool kSmokeRegistered = [] {
+  if (!siam::bench::smoke_run()) return false;
+  using siam::bench::smoke;
+  smoke("BM_sgemm_cuda", BM_sgemm_cuda, {{256, 0}, {256, 1}}, false);
+  smoke("BM_gemm_bf16_cuda", BM_gemm_bf16_cuda, {{256}}, false);
+  smoke("BM_conv2d_cuda", BM_conv2d_cuda, {{2, 8, 16, 8, 3, 1, 1, 0}, {2, 8, 16, 8, 3, 2, 1, 2}}, false);
+  smoke("BM_conv2d_bwd_cuda", BM_conv2d_bwd_cuda, {{2, 8, 16, 8, 3, 1, 1, 0}, {2, 8, 16, 8, 3, 2, 1, 2}}, false);
+  smoke("BM_resnet18_step_cuda", BM_resnet18_step_cuda, {{2, 0}, {2, 1}}, false);
+  smoke("BM_resnet50_step_cuda", BM_resnet50_step_cuda, {{1, 0}}, false);
+  return true;
+}();
 
 }  // namespace
 

@@ -22,8 +22,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "bench/smoke.h"
 #include "engine/core/autocast.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
@@ -303,5 +305,26 @@ void BM_vicreg_cuda(benchmark::State& st) {
 }
 BENCHMARK(BM_vicreg_cuda)->Args({4096, 2048})->Args({256, 8192})->MinTime(kMinTime)->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+
+// The emulated smoke run's registrations (bench/smoke.h): 64 rows of 32 features (64 for the bf16 tensor-core
+// path), ResNet-50's whole parameter list for the two EMAs.
+const bool kSmokeRegistered = [] {
+  if (!siam::bench::smoke_run()) return false;
+  using siam::bench::smoke;
+  for (auto [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
+           {"BM_nce_fused_cuda", BM_nce_fused_cuda},
+           {"BM_nce_unfused_cuda", BM_nce_unfused_cuda},
+           {"BM_xcorr_fused_cuda", BM_xcorr_fused_cuda},
+           {"BM_xcorr_unfused_cuda", BM_xcorr_unfused_cuda},
+           {"BM_nmse_cuda", BM_nmse_cuda},
+           {"BM_vicreg_cuda", BM_vicreg_cuda}})
+    smoke(name, fn, {{64, 32}}, true);
+  smoke("BM_nce_fused_bf16_cuda", BM_nce_fused_bf16_cuda, {{64, 64}}, true);
+  smoke("BM_nce_unfused_bf16_cuda", BM_nce_unfused_bf16_cuda, {{64, 64}}, true);
+  smoke("BM_sinkhorn_cuda", BM_sinkhorn_cuda, {{64, 30}}, true);
+  smoke("BM_ema_fused_cuda", BM_ema_fused_cuda, {{1}}, true);
+  smoke("BM_ema_pertensor_cuda", BM_ema_pertensor_cuda, {{1}}, true);
+  return true;
+}();
 
 }  // namespace
