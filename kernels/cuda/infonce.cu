@@ -8,6 +8,7 @@
 #include "kernels/common/infonce_tc_math.h"
 #include "kernels/common/mma_frag.h"
 #include "kernels/common/online_lse.h"
+#include "kernels/cuda/allocator.h"
 #include "kernels/cuda/check.h"
 #include "kernels/cuda/infonce.h"
 #include "kernels/cuda/stream.h"
@@ -70,27 +71,44 @@ __device__ __forceinline__ int64_t masked_col(int64_t i, int64_t rows, bool mask
   return mask_diag ? i : (mask ? mask[i] : -1);
 }
 
-// lse_i = log( [init_i present: e^init_i] + sum_{j < cols, j != masked column} e^{x_i . y_j / t} ).
+// Column ranges (blockIdx.y): few row blocks over many columns (MoCo's 256 queries against a queue of 65536:
+// 4 blocks) would leave most SMs idle, so the launchers below (launch_lse1 / launch_grad1 and the kernel2 ones)
+// give each row block gridDim.y ranges of `span` columns (a multiple of the column tile): split_plan. A range's
+// lse state goes to `part` ((m, s) per range and row), merged in range order by infonce_lse_merge_kernel; its
+// gradient to its own slice of a scratch buffer, summed in range order by infonce_sum_ranges_kernel. The plan
+// depends on the shape only, so the result is the same on every device. Without ranges (gridDim.y 1, part
+// null) the kernels write lse and dx directly.
+// The range [jb, je) of block row blockIdx.y.
+__device__ __forceinline__ void column_range(int64_t cols, int64_t span, int64_t& jb, int64_t& je) {
+  jb = static_cast<int64_t>(blockIdx.y) * span;
+  je = jb + span < cols ? jb + span : cols;
+}
+
+// lse_i = log( [init_i present: e^init_i] + sum_{j < cols, j != masked column} e^{x_i . y_j / t} ), over this
+// block's column range; part non-null: the range's (m, s) states instead (see above).
 template <class T>
 __global__ void __launch_bounds__(kThreads)
     infonce_lse_kernel1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* __restrict__ x,
                         const T* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
-                        const T* __restrict__ init, T* __restrict__ lse) {
+                        const T* __restrict__ init, T* __restrict__ lse, int64_t span, T* __restrict__ part) {
   __shared__ T xs[kBM * (kBK + 1)], ys[kBN * (kBK + 1)];
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBM;
+  int64_t jb, je;
+  column_range(cols, span, jb, je);
   OnlineLse<T> st[4];
   int64_t mc[4];
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const int64_t i = i0 + ty + 16 * r;
     st[r] = online_lse_empty<T>();
-    if (init && i < rows && tx == 0) st[r] = {init[i], T(1)};  // once: the row group's 16 states are merged below
+    // once: the row group's 16 states are merged below, and only the first range's
+    if (init && i < rows && tx == 0 && blockIdx.y == 0) st[r] = {init[i], T(1)};
     mc[r] = masked_col(i, rows, mask_diag, mask);
   }
-  for (int64_t j0 = 0; j0 < cols; j0 += kBN) {
+  for (int64_t j0 = jb; j0 < je; j0 += kBN) {
     T acc[4][4];
-    tile_dot(x, rows, i0, y, cols, j0, D, xs, ys, acc);
+    tile_dot(x, rows, i0, y, je, j0, D, xs, ys, acc);
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       T v[4];
@@ -99,7 +117,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int c = 0; c < 4; ++c) {
         const int64_t j = j0 + tx + 16 * c;
         v[c] = acc[r][c] * inv_t;
-        ok[c] = j < cols && j != mc[r];
+        ok[c] = j < je && j != mc[r];
       }
       st[r] = online_lse_add(st[r], v, ok);
     }
@@ -116,8 +134,38 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const int64_t i = i0 + ty + 16 * r;
-      if (i < rows) lse[i] = st[r].m + d_log(st[r].s);
+      if (i >= rows) continue;
+      if (part) {
+        part[2 * (static_cast<int64_t>(blockIdx.y) * rows + i)] = st[r].m;
+        part[2 * (static_cast<int64_t>(blockIdx.y) * rows + i) + 1] = st[r].s;
+      } else {
+        lse[i] = st[r].m + d_log(st[r].s);
+      }
     }
+}
+
+// lse_i from the ranges' states part (ranges, rows, 2), merged in range order.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    infonce_lse_merge_kernel(int64_t rows, int64_t ranges, const T* __restrict__ part, T* __restrict__ lse) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < rows;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    OnlineLse<T> st = online_lse_empty<T>();
+    for (int64_t k = 0; k < ranges; ++k) st = online_lse_merge(st, {part[2 * (k * rows + i)], part[2 * (k * rows + i) + 1]});
+    lse[i] = st.m + d_log(st.s);
+  }
+}
+
+// out[e] = sum over the ranges of part[k n + e] (n = rows x D), in range order.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    infonce_sum_ranges_kernel(int64_t n, int64_t ranges, const T* __restrict__ part, T* __restrict__ out) {
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    T acc = part[e];
+    for (int64_t k = 1; k < ranges; ++k) acc += part[k * n + e];
+    out[e] = acc;
+  }
 }
 
 // dx_i = grad[0] * inv_m * inv_t * sum_{j < cols, not masked} (e^{S_ij - a_i} + e^{S_ij - b_j}) y_j, S = x y^T / t.
@@ -129,7 +177,7 @@ __global__ void __launch_bounds__(kThreads)
     infonce_grad_kernel1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* __restrict__ x,
                          const T* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
                          const T* __restrict__ a, const T* __restrict__ b, const T* __restrict__ grad, T inv_m,
-                         T* __restrict__ dx) {
+                         T* __restrict__ dx, int64_t span) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* xs = reinterpret_cast<T*>(smem_raw);
   T* ys = xs + kBM * (kBK + 1);
@@ -138,6 +186,9 @@ __global__ void __launch_bounds__(kThreads)
   const int tid = threadIdx.x, tx = tid & 15, ty = tid >> 4;
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kBM;
   const T scale = grad[0] * inv_m * inv_t;
+  int64_t jb, je;
+  column_range(cols, span, jb, je);
+  dx += static_cast<int64_t>(blockIdx.y) * rows * D;  // this range's slice (the only one without ranges)
   T ai[4];
   int64_t mc[4];
 #pragma unroll
@@ -152,14 +203,14 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < 4; ++r)
 #pragma unroll
       for (int c = 0; c < 8; ++c) acc[r][c] = T(0);
-    for (int64_t j0 = 0; j0 < cols; j0 += kBN) {
+    for (int64_t j0 = jb; j0 < je; j0 += kBN) {
       T s[4][4];
-      tile_dot(x, rows, i0, y, cols, j0, D, xs, ys, s);
+      tile_dot(x, rows, i0, y, je, j0, D, xs, ys, s);
       T bj[4];
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
         const int64_t j = j0 + tx + 16 * c;
-        bj[c] = (b && j < cols) ? b[j] : d_inf<T>();
+        bj[c] = (b && j < je) ? b[j] : d_inf<T>();
       }
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
@@ -168,14 +219,14 @@ __global__ void __launch_bounds__(kThreads)
         for (int c = 0; c < 4; ++c) {
           const int64_t j = j0 + tx + 16 * c;
           const T v = s[r][c] * inv_t;
-          const bool ok = i < rows && j < cols && j != mc[r];
+          const bool ok = i < rows && j < je && j != mc[r];
           ps[(ty + 16 * r) * (kBN + 1) + tx + 16 * c] = ok ? lse_exp(v - ai[r]) + lse_exp(v - bj[c]) : T(0);
         }
       }
       for (int e = tid; e < kBN * kDC; e += kThreads) {
         const int jr = e / kDC, dd = e % kDC;
         const int64_t gj = j0 + jr, gd = d0 + dd;
-        yc[e] = (gj < cols && gd < D) ? y[gj * D + gd] : T(0);
+        yc[e] = (gj < je && gd < D) ? y[gj * D + gd] : T(0);
       }
       __syncthreads();
 #pragma unroll 4
@@ -295,23 +346,27 @@ template <int DP>
 __global__ void __launch_bounds__(kTcThreads)
     infonce_lse_kernel2(int64_t rows, int64_t cols, float inv_t, const uint16_t* __restrict__ x,
                         const uint16_t* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
-                        const float* __restrict__ init, float* __restrict__ lse) {
+                        const float* __restrict__ init, float* __restrict__ lse, int64_t span,
+                        float* __restrict__ part) {
   extern __shared__ __align__(16) unsigned char tc_smem[];
   TcWarp<DP> w(tc_smem, x, rows);
   const int lane = w.lane;
   const int64_t(&r)[2] = w.r;
+  int64_t jb, je;
+  column_range(cols, span, jb, je);
   OnlineLse<float> st[2];
   int64_t mc[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     st[h] = online_lse_empty<float>();
-    if (init && r[h] < rows && mma::quad(lane) == 0) st[h] = {init[r[h]], 1.f};  // once: the quad's 4 are merged
+    // once: the quad's 4 are merged, and only the first range's
+    if (init && r[h] < rows && mma::quad(lane) == 0 && blockIdx.y == 0) st[h] = {init[r[h]], 1.f};
     mc[h] = masked_col(r[h], rows, mask_diag, mask);
   }
-  for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {
+  for (int64_t j0 = jb; j0 < je; j0 += kTcRows) {
     float s[8][4];
-    w.logits(y, cols, j0, s);
-    tc::lse_update(st, s, j0, cols, mc, inv_t, lane);
+    w.logits(y, je, j0, s);
+    tc::lse_update(st, s, j0, je, mc, inv_t, lane);
   }
   // the 4 lanes of a quad hold the same two rows
 #pragma unroll
@@ -323,8 +378,15 @@ __global__ void __launch_bounds__(kTcThreads)
     }
   if (mma::quad(lane) == 0)
 #pragma unroll
-    for (int h = 0; h < 2; ++h)
-      if (r[h] < rows) lse[r[h]] = st[h].m + logf(st[h].s);
+    for (int h = 0; h < 2; ++h) {
+      if (r[h] >= rows) continue;
+      if (part) {
+        part[2 * (static_cast<int64_t>(blockIdx.y) * rows + r[h])] = st[h].m;
+        part[2 * (static_cast<int64_t>(blockIdx.y) * rows + r[h]) + 1] = st[h].s;
+      } else {
+        lse[r[h]] = st[h].m + logf(st[h].s);
+      }
+    }
 }
 
 // infonce_grad_kernel1's contract with bf16 operands: dx (rows, D) f32, D <= DP. The probabilities P of a
@@ -335,12 +397,15 @@ __global__ void __launch_bounds__(kTcThreads)
     infonce_grad_kernel2(int64_t rows, int64_t cols, int64_t D, float inv_t, const uint16_t* __restrict__ x,
                          const uint16_t* __restrict__ y, bool mask_diag, const int64_t* __restrict__ mask,
                          const float* __restrict__ a, const float* __restrict__ b, const float* __restrict__ grad,
-                         float inv_m, float* __restrict__ dx) {
+                         float inv_m, float* __restrict__ dx, int64_t span) {
   constexpr int LD = TcWarp<DP>::LD, ND = DP / 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
   TcWarp<DP> w(tc_smem, x, rows);
   const int lane = w.lane;
   const int64_t(&r)[2] = w.r;
+  int64_t jb, je;
+  column_range(cols, span, jb, je);
+  dx += static_cast<int64_t>(blockIdx.y) * rows * D;  // this range's slice (the only one without ranges)
   float ai[2];
   int64_t mc[2];
 #pragma unroll
@@ -351,10 +416,10 @@ __global__ void __launch_bounds__(kTcThreads)
   float acc[ND][4];
 #pragma unroll
   for (int nd = 0; nd < ND; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
-  for (int64_t j0 = 0; j0 < cols; j0 += kTcRows) {
+  for (int64_t j0 = jb; j0 < je; j0 += kTcRows) {
     float s[8][4];
-    w.logits(y, cols, j0, s);
-    tc::probabilities(s, j0, cols, r, rows, mc, ai, b, inv_t, lane);
+    w.logits(y, je, j0, s);
+    tc::probabilities(s, j0, je, r, rows, mc, ai, b, inv_t, lane);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
       uint32_t pa[4];
@@ -377,6 +442,59 @@ __global__ void __launch_bounds__(kTcThreads)
     }
 }
 
+// The column ranges of a grid of row_blocks over cols columns in tiles of `tile` (see column_range): one range
+// while the row blocks alone reach kSplitBlocks, else as many ranges of at least kSplitMinTiles tiles as bring
+// the grid to kSplitBlocks. A function of the shape alone.
+constexpr int64_t kSplitBlocks = 256, kSplitMinTiles = 16;
+struct SplitPlan {
+  int64_t ranges = 1, span = 1;  // span: columns per range, a multiple of the tile
+};
+SplitPlan split_plan(int64_t row_blocks, int64_t cols, int64_t tile) {
+  SplitPlan p;
+  p.span = cols > 0 ? cols : 1;
+  const int64_t col_tiles = (cols + tile - 1) / tile;
+  if (row_blocks >= kSplitBlocks || col_tiles < 2 * kSplitMinTiles) return p;
+  const int64_t want = (kSplitBlocks + row_blocks - 1) / row_blocks, most = col_tiles / kSplitMinTiles;
+  const int64_t ranges = want < most ? want : most;
+  if (ranges <= 1) return p;
+  const int64_t per = (col_tiles + ranges - 1) / ranges;
+  p.span = per * tile;
+  p.ranges = (col_tiles + per - 1) / per;
+  return p;
+}
+
+// Stream-ordered scratch from the caching allocator, for the ranges' partial results (freed after the launches
+// that use it are queued: the allocator reuses it only behind them on this stream).
+class RangeScratch {
+ public:
+  explicit RangeScratch(size_t bytes) : device_(siam::cuda::current_device()) {
+    p_ = siam::cuda::caching_alloc(bytes, device_, nullptr);
+  }
+  ~RangeScratch() { siam::cuda::caching_free(p_, device_); }
+  RangeScratch(const RangeScratch&) = delete;
+  RangeScratch& operator=(const RangeScratch&) = delete;
+  template <class T> T* as() const { return static_cast<T*>(p_); }
+
+ private:
+  int device_;
+  void* p_ = nullptr;
+};
+
+unsigned flat_grid(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
+}
+
+// lse from the ranges' states, in range order (after a split launch).
+template <class T> void merge_ranges_lse(int64_t rows, int64_t ranges, const T* part, T* lse) {
+  infonce_lse_merge_kernel<T><<<flat_grid(rows), kThreads, 0, stream()>>>(rows, ranges, part, lse);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+template <class T> void sum_ranges(int64_t n, int64_t ranges, const T* part, T* out) {
+  infonce_sum_ranges_kernel<T><<<flat_grid(n), kThreads, 0, stream()>>>(n, ranges, part, out);
+  SIAM_CUDA_LAUNCH_CHECK();
+}
+
 size_t tc_smem_bytes(int64_t dp) { return sizeof(uint16_t) * 2 * kTcRows * static_cast<size_t>(dp + 8); }
 
 template <int DP>
@@ -385,9 +503,19 @@ void launch_lse2(int64_t rows, int64_t cols, float inv_t, const uint16_t* x, con
   const size_t smem = tc_smem_bytes(DP);
   SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_lse_kernel2<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
-  const auto grid = static_cast<unsigned>((rows + kTcRows - 1) / kTcRows);
-  infonce_lse_kernel2<DP><<<grid, kTcThreads, smem, stream()>>>(rows, cols, inv_t, x, y, mask_diag, mask, init, lse);
+  const auto blocks = static_cast<unsigned>((rows + kTcRows - 1) / kTcRows);
+  const SplitPlan sp = split_plan(blocks, cols, kTcRows);
+  if (sp.ranges == 1) {
+    infonce_lse_kernel2<DP><<<blocks, kTcThreads, smem, stream()>>>(rows, cols, inv_t, x, y, mask_diag, mask, init,
+                                                                    lse, sp.span, nullptr);
+    SIAM_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  RangeScratch part(sizeof(float) * 2 * static_cast<size_t>(sp.ranges * rows));
+  infonce_lse_kernel2<DP><<<dim3(blocks, static_cast<unsigned>(sp.ranges)), kTcThreads, smem, stream()>>>(
+      rows, cols, inv_t, x, y, mask_diag, mask, init, lse, sp.span, part.as<float>());
   SIAM_CUDA_LAUNCH_CHECK();
+  merge_ranges_lse<float>(rows, sp.ranges, part.as<float>(), lse);
 }
 
 template <int DP>
@@ -397,10 +525,19 @@ void launch_grad2(int64_t rows, int64_t cols, int64_t D, float inv_t, const uint
   const size_t smem = tc_smem_bytes(DP);
   SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel2<DP>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
-  const auto grid = static_cast<unsigned>((rows + kTcRows - 1) / kTcRows);
-  infonce_grad_kernel2<DP><<<grid, kTcThreads, smem, stream()>>>(rows, cols, D, inv_t, x, y, mask_diag, mask, a, b,
-                                                                 grad, inv_m, dx);
+  const auto blocks = static_cast<unsigned>((rows + kTcRows - 1) / kTcRows);
+  const SplitPlan sp = split_plan(blocks, cols, kTcRows);
+  if (sp.ranges == 1) {
+    infonce_grad_kernel2<DP><<<blocks, kTcThreads, smem, stream()>>>(rows, cols, D, inv_t, x, y, mask_diag, mask, a,
+                                                                     b, grad, inv_m, dx, sp.span);
+    SIAM_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  RangeScratch part(sizeof(float) * static_cast<size_t>(sp.ranges * rows * D));
+  infonce_grad_kernel2<DP><<<dim3(blocks, static_cast<unsigned>(sp.ranges)), kTcThreads, smem, stream()>>>(
+      rows, cols, D, inv_t, x, y, mask_diag, mask, a, b, grad, inv_m, part.as<float>(), sp.span);
   SIAM_CUDA_LAUNCH_CHECK();
+  sum_ranges<float>(rows * D, sp.ranges, part.as<float>(), dx);
 }
 
 void tc_lse(int64_t dp, int64_t rows, int64_t cols, float inv_t, const void* x, const void* y, bool mask_diag,
@@ -512,6 +649,46 @@ unsigned warp_rows_grid(int64_t rows) {
   return static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
 }
 
+// infonce_lse_kernel1 / infonce_grad_kernel1 over every row block, with column ranges where split_plan asks.
+template <class T>
+void launch_lse1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* x, const T* y, bool mask_diag,
+                 const int64_t* mask, const T* init, T* lse) {
+  const unsigned blocks = row_tiles(rows);
+  const SplitPlan sp = split_plan(blocks, cols, kBN);
+  if (sp.ranges == 1) {
+    infonce_lse_kernel1<T><<<blocks, kThreads, 0, stream()>>>(rows, cols, D, inv_t, x, y, mask_diag, mask, init, lse,
+                                                              sp.span, nullptr);
+    SIAM_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  RangeScratch part(sizeof(T) * 2 * static_cast<size_t>(sp.ranges * rows));
+  infonce_lse_kernel1<T><<<dim3(blocks, static_cast<unsigned>(sp.ranges)), kThreads, 0, stream()>>>(
+      rows, cols, D, inv_t, x, y, mask_diag, mask, init, lse, sp.span, part.as<T>());
+  SIAM_CUDA_LAUNCH_CHECK();
+  merge_ranges_lse<T>(rows, sp.ranges, part.as<T>(), lse);
+}
+
+template <class T>
+void launch_grad1(int64_t rows, int64_t cols, int64_t D, T inv_t, const T* x, const T* y, bool mask_diag,
+                  const int64_t* mask, const T* a, const T* b, const T* grad, T inv_m, T* dx) {
+  const size_t smem = sizeof(T) * (2 * kBM * (kBK + 1) + kBM * (kBN + 1) + kBN * kDC);
+  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(smem)));
+  const unsigned blocks = row_tiles(rows);
+  const SplitPlan sp = split_plan(blocks, cols, kBN);
+  if (sp.ranges == 1) {
+    infonce_grad_kernel1<T><<<blocks, kThreads, smem, stream()>>>(rows, cols, D, inv_t, x, y, mask_diag, mask, a, b,
+                                                                  grad, inv_m, dx, sp.span);
+    SIAM_CUDA_LAUNCH_CHECK();
+    return;
+  }
+  RangeScratch part(sizeof(T) * static_cast<size_t>(sp.ranges * rows * D));
+  infonce_grad_kernel1<T><<<dim3(blocks, static_cast<unsigned>(sp.ranges)), kThreads, smem, stream()>>>(
+      rows, cols, D, inv_t, x, y, mask_diag, mask, a, b, grad, inv_m, part.as<T>(), sp.span);
+  SIAM_CUDA_LAUNCH_CHECK();
+  sum_ranges<T>(rows * D, sp.ranges, part.as<T>(), dx);
+}
+
 template <class T>
 void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* queue, T* pos, T* lse, T* loss,
                     const InfonceBf16* tc) {
@@ -532,12 +709,9 @@ void launch_forward(const InfonceArgs& a, const T* z, const T* keys, const T* qu
     }
   }
   if (a.self)
-    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, nullptr,
-                                                                    lse);
+    launch_lse1<T>(M, M, D, inv_t, z, z, true, nullptr, nullptr, lse);
   else  // the positive is in the denominator: each row's state starts at (pos_i, 1)
-    infonce_lse_kernel1<T><<<row_tiles(M), kThreads, 0, stream()>>>(M, a.cols, D, inv_t, z, queue, false, nullptr,
-                                                                    pos, lse);
-  SIAM_CUDA_LAUNCH_CHECK();
+    launch_lse1<T>(M, a.cols, D, inv_t, z, queue, false, nullptr, pos, lse);
   infonce_loss_kernel1<T><<<1, kThreads, 0, stream()>>>(M, lse, pos, loss);
   SIAM_CUDA_LAUNCH_CHECK();
 }
@@ -559,16 +733,10 @@ void launch_backward(const InfonceArgs& a, const T* grad, const T* z, const T* k
       return;
     }
   }
-  const size_t smem = sizeof(T) * (2 * kBM * (kBK + 1) + kBM * (kBN + 1) + kBN * kDC);
-  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(smem)));
   if (a.self)  // G + G^T: row softmax and column softmax terms in one row pass
-    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, M, D, inv_t, z, z, true, nullptr, lse,
-                                                                       lse, grad, inv_m, dz);
+    launch_grad1<T>(M, M, D, inv_t, z, z, true, nullptr, lse, lse, grad, inv_m, dz);
   else
-    infonce_grad_kernel1<T><<<row_tiles(M), kThreads, smem, stream()>>>(M, a.cols, D, inv_t, z, queue, false,
-                                                                       nullptr, lse, nullptr, grad, inv_m, dz);
-  SIAM_CUDA_LAUNCH_CHECK();
+    launch_grad1<T>(M, a.cols, D, inv_t, z, queue, false, nullptr, lse, nullptr, grad, inv_m, dz);
   infonce_pos_grad_kernel1<T><<<warp_rows_grid(M), kThreads, 0, stream()>>>(M, D, a.pos_offset, a.self, inv_t, z,
                                                                             keys, lse, grad, inv_m, dz);
   SIAM_CUDA_LAUNCH_CHECK();
@@ -592,12 +760,8 @@ void check_args(const char* op, DType dt, const InfonceArgs& a, const void* z, c
 template <class T>
 void launch_grad(int64_t rows, int64_t cols, int64_t D, double temperature, const T* x, const T* y,
                  const int64_t* mask, const T* a, const T* b, const T* grad, double scale, T* dx) {
-  const size_t smem = sizeof(T) * (2 * kBM * (kBK + 1) + kBM * (kBN + 1) + kBN * kDC);
-  SIAM_CUDA_CHECK(cudaFuncSetAttribute(infonce_grad_kernel1<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(smem)));
-  infonce_grad_kernel1<T><<<row_tiles(rows), kThreads, smem, stream()>>>(
-      rows, cols, D, static_cast<T>(1.0 / temperature), x, y, false, mask, a, b, grad, static_cast<T>(scale), dx);
-  SIAM_CUDA_LAUNCH_CHECK();
+  launch_grad1<T>(rows, cols, D, static_cast<T>(1.0 / temperature), x, y, false, mask, a, b, grad,
+                  static_cast<T>(scale), dx);
 }
 
 void check_pass(const char* op, DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature) {
@@ -627,14 +791,11 @@ void infonce_rows_lse(DType dt, int64_t rows, int64_t cols, int64_t dim, double 
     return;
   }
   if (dt == DType::f32)
-    infonce_lse_kernel1<float><<<row_tiles(rows), kThreads, 0, stream()>>>(
-        rows, cols, dim, static_cast<float>(1.0 / temperature), static_cast<const float*>(x),
-        static_cast<const float*>(y), false, mask, nullptr, static_cast<float*>(lse));
+    launch_lse1<float>(rows, cols, dim, static_cast<float>(1.0 / temperature), static_cast<const float*>(x),
+                       static_cast<const float*>(y), false, mask, nullptr, static_cast<float*>(lse));
   else
-    infonce_lse_kernel1<double><<<row_tiles(rows), kThreads, 0, stream()>>>(
-        rows, cols, dim, 1.0 / temperature, static_cast<const double*>(x), static_cast<const double*>(y), false, mask,
-        nullptr, static_cast<double*>(lse));
-  SIAM_CUDA_LAUNCH_CHECK();
+    launch_lse1<double>(rows, cols, dim, 1.0 / temperature, static_cast<const double*>(x),
+                        static_cast<const double*>(y), false, mask, nullptr, static_cast<double*>(lse));
 }
 
 void infonce_grad_pass(DType dt, int64_t rows, int64_t cols, int64_t dim, double temperature, const void* x,

@@ -321,6 +321,38 @@ TEST(FusedParity, NtXentDeviceMemoryStaysOrderNTimesD) {
   }
 }
 
+// Few row blocks over many columns take column ranges (kernels/cuda/infonce.cu, split_plan: 37 queries against
+// 3000 queue rows are one row block and 2 ranges; 2100 rows are 33 row blocks and 2 ranges), merged in range
+// order. The same bounds as without ranges, for kernel1 (f32, f64, bf16 inputs) and kernel2; both launches'
+// merges are counted by tests/emu/launch_count_test.cu.
+TEST(FusedParity, ColumnRangesMatchCpu) {
+  SIAM_REQUIRE_CUDA();
+  {
+    TensorCoresOff kernel1;
+    for (DType dt : {DType::f32, DType::f64, DType::bf16})
+      for (int64_t k : {int64_t(3000), int64_t(2100)}) {
+        const std::vector<Tensor> in = {rnd({37, 64}, dt, 71), rnd({37, 64}, dt, 72), rnd({k, 64}, dt, 73)};
+        expect_parity("moco_infonce " + std::string(dtype_name(dt)) + " N 37 D 64 K " + std::to_string(k), dt, in, 1,
+                      [](const std::vector<Tensor>& v) { return moco_infonce(v[0], v[1], v[2], 0.2); });
+      }
+    const std::vector<Tensor> two = {rnd({1050, 16}, DType::f32, 74), rnd({1050, 16}, DType::f32, 75)};
+    expect_parity("nt_xent f32 N 1050 D 16", DType::f32, two, 2,
+                  [](const std::vector<Tensor>& v) { return nt_xent(v[0], v[1], 0.1); });
+    std::vector<int64_t> lab(2100);
+    for (int64_t i = 0; i < 2100; ++i) lab[static_cast<size_t>(i)] = (i * 7) % 50;
+    const Tensor labels = from_vector_i64(lab, {2100});
+    expect_parity("supcon f32 M 2100 D 16", DType::f32, {rnd({2100, 16}, DType::f32, 76)}, 1,
+                  [labels](const std::vector<Tensor>& v) { return supcon(v[0], labels, 0.1); });
+  }
+#if defined(SIAM_WITH_CUDA)
+  if (!kernels::cuda::infonce_tc_supported(0)) return;
+#endif
+  const std::vector<Tensor> in = {rnd({37, 64}, DType::bf16, 77), rnd({37, 64}, DType::bf16, 78),
+                                  rnd({3000, 64}, DType::bf16, 79)};
+  expect_parity("moco_infonce bf16 (tensor cores) N 37 D 64 K 3000", DType::bf16, in, 1,
+                [](const std::vector<Tensor>& v) { return moco_infonce(v[0], v[1], v[2], 0.2); }, 3e-2);
+}
+
 // kernel2: the logits and the gradient pass on bf16 tensor cores (kernels/cuda/infonce.h), for bf16 inputs
 // (nt_xent) and under autocast (nt_xent and moco_infonce on f32 inputs), against the CPU in f32. Features up to 256
 // (padded to 64-multiples: 1, 5, 100 and 200 exercise the zero padding), rows and columns not multiples of the

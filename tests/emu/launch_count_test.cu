@@ -2,7 +2,8 @@
 // (kernels/emu/simt.h's launch_counts; built only into siam_tests_cuda_emu). Issue 4 asks for one launch over
 // all parameter tensors through chunked metadata, not a kernel per tensor: over ResNet-50's 161 parameter
 // tensors the EMA and the SGD step are one launch each, and LARS two (its norms, then the step). A list longer
-// than one launch's table (320 tensor slots) takes a second launch, not one per tensor.
+// than one launch's table (320 tensor slots) takes a second launch, not one per tensor. And InfoNCE's column
+// ranges: the launches that merge them happen exactly when the grid has too few row blocks.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -12,6 +13,7 @@
 #include "engine/optim/ema.h"
 #include "engine/optim/lars.h"
 #include "engine/optim/sgd.h"
+#include "engine/ops/siamese.h"
 #include "engine/tensor.h"
 #include "kernels/emu/simt.h"
 
@@ -104,6 +106,25 @@ TEST(CudaEmuLaunches, MoreTensorsThanOneTableTakeASecondLaunch) {
   emu::reset_launch_counts();
   optim::ema_update(target, online, 0.5);
   EXPECT_EQ(launches("mt_ema_kernel1").matching, 2);
+}
+
+// Few rows against many columns take column ranges (kernels/cuda/infonce.cu, split_plan) whose partial results
+// one more launch merges: 37 queries against 3000 queue rows, forward (lse states) and backward (gradients). A
+// batch whose row blocks fill the device does not split (no merge launches).
+TEST(CudaEmuLaunches, FewQueriesAgainstALongQueueTakeColumnRanges) {
+  manual_seed(5);
+  const Device dev("cuda:0");
+  Tensor q = randn({37, 64}).to(dev).set_requires_grad(true), k = randn({37, 64}).to(dev);
+  Tensor queue = randn({3000, 64}).to(dev);
+  emu::reset_launch_counts();
+  moco_infonce(q, k, queue, 0.2).backward();
+  EXPECT_EQ(launches("infonce_lse_merge_kernel").matching, 1);
+  EXPECT_EQ(launches("infonce_sum_ranges_kernel").matching, 1);
+  Tensor queue_short = randn({500, 64}).to(dev);
+  emu::reset_launch_counts();
+  moco_infonce(q, k, queue_short, 0.2).backward();
+  EXPECT_EQ(launches("infonce_lse_merge_kernel").matching, 0);
+  EXPECT_EQ(launches("infonce_sum_ranges_kernel").matching, 0);
 }
 
 }  // namespace
