@@ -285,7 +285,7 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
   {
     Reader t(source, root["train"], "train");
     t.check_known({"epochs", "batch_size", "seed", "threads", "loader_threads", "log_every_s", "checkpoint_every",
-                   "sync_bn", "device", "precision"});
+                   "sync_bn", "device", "precision", "accumulate", "ddp_bucket_mb"});
     auto& x = c.train;
     x.epochs = static_cast<int>(t.integer("epochs", x.epochs));
     SIAM_CHECK(x.epochs >= 1, t.where(t.at("epochs"), "train.epochs"), ": must be >= 1, got ", x.epochs);
@@ -307,6 +307,14 @@ TrainConfig parse_train_config(const std::string& yaml_text, const std::string& 
     x.precision = t.choice("precision", x.precision, {"f32", "bf16"});
     SIAM_CHECK(x.precision == "f32" || x.device == "cuda", t.where(t.at("precision"), "train.precision"),
                ": bf16 needs train.device: cuda (CPU training runs in f32)");
+    x.accumulate = static_cast<int>(t.integer("accumulate", x.accumulate));
+    SIAM_CHECK(x.accumulate >= 1, t.where(t.at("accumulate"), "train.accumulate"),
+               ": must be >= 1 (micro-batches per optimizer step), got ", x.accumulate);
+    // The per-rank batch (batch_size / ranks) must split evenly too; the trainer checks that under mpirun.
+    SIAM_CHECK(x.batch_size % x.accumulate == 0 && x.batch_size / x.accumulate >= 2,
+               t.where(t.at("accumulate"), "train.accumulate"), ": ", x.accumulate,
+               " micro-batches must divide train.batch_size (", x.batch_size, ") into micro-batches of >= 2 samples");
+    x.ddp_bucket_mb = t.positive("ddp_bucket_mb", x.ddp_bucket_mb);
   }
   {
     Reader e(source, root["eval"], "eval");

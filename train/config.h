@@ -10,7 +10,8 @@
 //   schedule:  {name: cosine | constant, warmup_epochs: 1, final_lr: 0, warmup_start_lr: 0}
 //   train:     {epochs: 5, batch_size: 256, seed: 0, threads: 0 (all cores), loader_threads: 1,
 //               log_every_s: 10, checkpoint_every: 1 (epochs), sync_bn: true (under mpirun),
-//               device: cpu | cuda, precision: f32 | bf16 (cuda only)}
+//               device: cpu | cuda, precision: f32 | bf16 (cuda only),
+//               accumulate: 1 (micro-batches per optimizer step), ddp_bucket_mb: 25 (under mpirun)}
 //   eval:      {knn: true, knn_k: 200, knn_t: 0.1, knn_every: 1, knn_train_limit: 0, knn_test_limit: 0,
 //               batch_size: 512, knn_before: false (also before training: the random-encoder baseline)}
 //   out_dir:   runs/simclr_fmnist
@@ -66,6 +67,14 @@ struct LoopConfig {
   bool sync_bn = true;            // under mpirun: batch norm statistics over the global batch
   std::string device = "cpu";     // cpu | cuda (rank r uses GPU local_rank)
   std::string precision = "f32";  // f32 | bf16 (CUDA: GEMMs and convolutions in bf16 inside an autocast scope)
+  // Gradient accumulation: each rank's batch (batch_size / W) is split into `accumulate` micro-batches, each
+  // forward + backward (all but the last under DDP's no_sync: no gradient all-reduce) on the loss divided by
+  // `accumulate`, then one optimizer step. For a loss that is a per-sample mean this is the gradient of the
+  // whole batch; batch statistics (batch norm, contrastive negatives, Barlow/VICReg/SwAV/W-MSE statistics) see
+  // the micro-batch (of batch_size / accumulate samples over all ranks), as in PyTorch; MoCo's and SwAV's queues
+  // take every micro-batch's keys after the step.
+  int accumulate = 1;
+  double ddp_bucket_mb = 25;  // DDP's gradient bucket size in MB (engine/dist/ddp.h); only under mpirun
 };
 
 struct EvalConfig {

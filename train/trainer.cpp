@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "engine/io/checkpoint.h"
 #include "engine/io/json.h"
 #include "engine/nn/batchnorm.h"
+#include "engine/ops/elementwise.h"
 #include "engine/optim/adamw.h"
 #include "engine/optim/lars.h"
 #include "engine/optim/schedule.h"
@@ -208,6 +210,11 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
   SIAM_CHECK(c.train.batch_size % world == 0, "train: train.batch_size (", c.train.batch_size,
              ") is the global batch and must be a multiple of the number of ranks (", world, ")");
   const int64_t local_batch = c.train.batch_size / world;
+  const int accumulate = c.train.accumulate;
+  SIAM_CHECK(accumulate >= 1 && local_batch % accumulate == 0, "train: train.accumulate (", accumulate,
+             ") must divide the per-rank batch, train.batch_size / ranks = ", c.train.batch_size, " / ", world, " = ",
+             local_batch);
+  const int64_t micro_batch = local_batch / accumulate;  // rows of each view per micro-batch on this rank
   auto say = [&](const char* fmt, auto... args) {
     if (o.quiet || !main_rank) return;
     std::printf(fmt, args...);
@@ -320,9 +327,11 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
     // each rank, which NCCL does not support (it can deadlock when both kernels cannot run at once). There the
     // buckets wait for the end of backward (finish()); MPI has no such limit.
     dist::DDPOptions ddp_opt;
+    ddp_opt.bucket_mb = c.train.ddp_bucket_mb;
     ddp_opt.overlap = !(sync_bn && device.is_cuda());
     ddp = std::make_unique<dist::DistributedDataParallel>(method->trainable_parameters(), method->named_buffers(),
                                                           ddp_opt, &comm);
+    res.ddp_buckets = ddp->num_buckets();
   }
 
   say("siam train: %s on %s, %s width %lld (%lld parameters), batch %lld x %d views, %lld steps/epoch, "
@@ -416,16 +425,51 @@ TrainResult run_training(const TrainConfig& c, const TrainOptions& o) {
       if (device.is_cuda())  // from pinned buffers: asynchronous copies on the compute stream
         for (auto& v : views_dev) v = v.to(device, /*non_blocking=*/true);
       methods::LossOutput lo;
-      {
-        AutocastGuard autocast(DType::bf16, c.train.precision == "bf16");
-        lo = method->loss(views_dev, info);
+      double l = 0;
+      if (accumulate == 1) {
+        {
+          AutocastGuard autocast(DType::bf16, c.train.precision == "bf16");
+          lo = method->loss(views_dev, info);
+        }
+        opt->zero_grad();
+        lo.loss.backward();
+        if (ddp) ddp->finish();
+        // Read after backward was queued (on a GPU the host does not wait for the forward before it queues the
+        // backward), still before the update.
+        l = lo.loss.item();
+      } else {
+        // Gradient accumulation: micro-batch k is rows [k m, (k + 1) m) of every view; backward of loss / A
+        // adds its share to .grad, without DDP's all-reduce except for the last micro-batch. The step's loss
+        // and scalars are the micro-batches' means.
+        opt->zero_grad();
+        std::vector<Tensor> micro_losses;
+        for (int k = 0; k < accumulate; ++k) {
+          std::vector<Tensor> micro(views_dev.size());
+          for (size_t v = 0; v < micro.size(); ++v) micro[v] = views_dev[v].narrow(0, k * micro_batch, micro_batch);
+          methods::LossOutput mo;
+          {
+            AutocastGuard autocast(DType::bf16, c.train.precision == "bf16");
+            mo = method->loss(micro, info);
+          }
+          Tensor share = mo.loss * (1.0 / accumulate);
+          if (ddp && k + 1 < accumulate) {
+            auto ns = ddp->no_sync();
+            share.backward();
+          } else {
+            share.backward();
+          }
+          micro_losses.push_back(mo.loss);
+          for (auto& [name, v] : mo.scalars) {
+            auto it = std::find_if(lo.scalars.begin(), lo.scalars.end(), [&](auto& p) { return p.first == name; });
+            if (it == lo.scalars.end())
+              lo.scalars.emplace_back(name, v / accumulate);
+            else
+              it->second += v / accumulate;
+          }
+        }
+        if (ddp) ddp->finish();
+        for (const Tensor& ml : micro_losses) l += ml.item() / accumulate;  // after every backward was queued
       }
-      opt->zero_grad();
-      lo.loss.backward();
-      if (ddp) ddp->finish();
-      // Read after backward was queued (on a GPU the host does not wait for the forward before it queues the
-      // backward), still before the update.
-      double l = lo.loss.item();
       bool stop_now = (o.stop != nullptr && o.stop->load()) || (o.stop_after_step >= 0 && step >= o.stop_after_step);
       if (world > 1) {  // the loss of the global batch, and a stop requested on any rank, seen by every rank
         Tensor t = from_vector({l, stop_now ? 1.0 : 0.0}, {2}, DType::f64);

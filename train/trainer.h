@@ -12,6 +12,8 @@
 // every epoch and trains on batch_size / W samples; batch norms use global statistics (train.sync_bn), the
 // methods see the global batch where their loss needs it (methods/method.h), DDP averages the gradients.
 // Rank 0 alone prints, evaluates and writes files; every rank can resume from the same checkpoint.
+// train.ddp_bucket_mb sets DDP's bucket size; train.accumulate splits each rank's batch into micro-batches whose
+// gradients add up locally (DDP's no_sync) before the one all-reduce and optimizer step (train/config.h).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -53,6 +55,7 @@ struct TrainResult {
   double wall_s = 0;
   std::string final_json;     // the last line printed on stdout
   double knn_top1_init = -1;  // eval.knn_before: the kNN top-1 of the encoder before training
+  int ddp_buckets = 0;        // DDP's gradient buckets (train.ddp_bucket_mb); 0 on a single rank
 };
 
 TrainResult run_training(const TrainConfig& config, const TrainOptions& options = {});

@@ -6,13 +6,19 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#if SIAM_WITH_MPI
+#include <mpi.h>
+#endif
+
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "engine/ops/reduce.h"
 #include "engine/optim/sgd.h"
+#include "tests/dist/counting_comm.h"
 #include "tests/dist/dist_util.h"
 #include "tests/unit/test_util.h"  // error_of
 
@@ -21,6 +27,26 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+
+// Whether the MPI behind `c` grants MPI_THREAD_MULTIPLE when asked: Open MPI >= 3 always does (its thread
+// support is no longer a build option), so on the mpi backend a communicator without it is a bug, not a
+// limitation of the machine. Also checks that concurrent_ok() agrees with MPI's own answer.
+bool thread_multiple_expected(const dist::Communicator& c) {
+#if SIAM_WITH_MPI
+  if (c.backend() != "mpi") return false;
+  int provided = MPI_THREAD_SINGLE;
+  MPI_Query_thread(&provided);
+  EXPECT_EQ(c.concurrent_ok(), provided == MPI_THREAD_MULTIPLE) << "concurrent_ok() disagrees with MPI_Query_thread";
+#if defined(OMPI_MAJOR_VERSION)
+  return OMPI_MAJOR_VERSION >= 3;
+#else
+  return false;
+#endif
+#else
+  (void)c;
+  return false;
+#endif
+}
 
 // Step `s`'s global batch: inputs (W B, 8) and regression targets (W B, 6).
 std::pair<Tensor, Tensor> step_batch(int s, int64_t rows) {
@@ -63,10 +89,23 @@ TEST(DistDDP, BucketedOverlapEqualsPlainAllReduce) {
   dist::DistributedDataParallel da(a->named_parameters(), a->named_buffers(), {.bucket_mb = 0.0005});
   dist::DistributedDataParallel db(b->named_parameters(), b->named_buffers());
   EXPECT_EQ(da.overlapping(), c.concurrent_ok());
+  ASSERT_GT(da.num_buckets(), 1);
+  // Without MPI_THREAD_MULTIPLE the buckets are reduced in finish() and the overlap is not tested: that may
+  // pass quietly only where the MPI cannot grant it.
+  if (thread_multiple_expected(c)) {
+    ASSERT_TRUE(c.concurrent_ok()) << "this Open MPI grants MPI_THREAD_MULTIPLE, but the " << c.backend()
+                                   << " communicator reports no concurrent use (dist::init asked for less?): "
+                                      "DDP's overlap of the all-reduces with backward would go untested";
+  }
   // bucketed: launched by the hooks while backward runs
   mse_loss(a->forward(my_rows(x, c)), my_rows(y, c)).backward();
-  if (da.overlapping()) {
-    EXPECT_GT(da.buckets_launched_early(), 0);
+  if (c.concurrent_ok()) {
+    ASSERT_TRUE(da.overlapping()) << "MPI_THREAD_MULTIPLE was granted but DDP has no communication thread";
+    // every parameter gets its gradient in this backward: every bucket leaves from a hook, none in finish()
+    EXPECT_EQ(da.buckets_launched_early(), da.num_buckets());
+  } else {
+    std::fprintf(stderr, "[rank %d] %s: no MPI_THREAD_MULTIPLE; buckets reduced in finish(), overlap untested\n",
+                 c.rank(), ::testing::UnitTest::GetInstance()->current_test_info()->name());
   }
   da.finish();
   EXPECT_EQ(da.buckets_reduced(), da.num_buckets());
@@ -82,24 +121,39 @@ TEST(DistDDP, BucketedOverlapEqualsPlainAllReduce) {
 }
 
 // Gradient accumulation: two micro-batches, the first under no_sync: one reduction of the summed gradients.
+// DDP gets a counting communicator: it is duplicated once (DDP's own), and on that duplicate no collective runs
+// during the no_sync micro-batch and exactly one all-reduce per bucket (nothing else) after it.
 TEST(DistDDP, NoSyncAccumulatesThenReducesOnce) {
   auto& c = dist::world();
   const int64_t rows = 4 * c.world_size();
-  auto a = make_mlp(true, 4), b = make_mlp(true, 4);
-  dist::DistributedDataParallel da(a->named_parameters(), a->named_buffers(), {.bucket_mb = 0.001});
+  auto a = make_mlp(true, 4), b = make_mlp(true, 4);  // their SyncBatchNorms use world(), not `counting`
+  CountingCommunicator counting(c);
+  dist::DistributedDataParallel da(a->named_parameters(), a->named_buffers(), {.bucket_mb = 0.001}, &counting);
   dist::DistributedDataParallel db(b->named_parameters(), b->named_buffers(), {.overlap = false});
+  ASSERT_GT(da.num_buckets(), 1);
+  EXPECT_EQ(counting.counts().duplicate, 1);
+  EXPECT_EQ(counting.counts().total(), 1) << "DDP issues its collectives on its duplicate only";
+  const CollectiveCounts& dup = counting.duplicate_counts(c.name() + ".ddp");
+  const int64_t at_start = dup.total();  // the layout check and the broadcasts from rank 0
+  EXPECT_EQ(dup.all_reduce, 0);
+  int64_t during_no_sync = -1;
   for (int mb = 0; mb < 2; ++mb) {
     auto [x, y] = step_batch(20 + mb, rows);
     if (mb == 0) {
       auto ns = da.no_sync();
       mse_loss(a->forward(my_rows(x, c)), my_rows(y, c)).backward();
       EXPECT_EQ(da.buckets_reduced(), 0);
+      during_no_sync = dup.total() - at_start;
     } else {
       mse_loss(a->forward(my_rows(x, c)), my_rows(y, c)).backward();
     }
     mse_loss(b->forward(my_rows(x, c)), my_rows(y, c)).backward();
   }
   da.finish();
+  EXPECT_EQ(during_no_sync, 0) << "collectives ran during the no_sync micro-batch";
+  EXPECT_EQ(dup.all_reduce, da.num_buckets()) << "one all-reduce per bucket, after the last micro-batch";
+  EXPECT_EQ(dup.total() - at_start, da.num_buckets()) << "collectives other than the buckets' all-reduces";
+  EXPECT_EQ(counting.counts().total(), 1);
   EXPECT_EQ(da.buckets_reduced(), da.num_buckets());
   db.all_reduce_grads();
   auto pa = a->named_parameters(), pb = b->named_parameters();

@@ -204,5 +204,92 @@ TEST(Trainer, ANonFiniteLossStopsWithTheStepAndKeepsTheLastCheckpoint) {
   EXPECT_NE(e.find("loss became"), std::string::npos) << e;
 }
 
+// train.accumulate and train.ddp_bucket_mb: the defaults, values read through --set, and errors naming the key.
+TEST(TrainConfig, ReadsAndValidatesAccumulateAndDdpBucketMb) {
+  auto d = train::parse_train_config(tiny_config("x"), "tiny");
+  EXPECT_EQ(d.train.accumulate, 1);
+  EXPECT_EQ(d.train.ddp_bucket_mb, 25.0);
+  auto c = train::parse_train_config(tiny_config("x"), "tiny", {"train.accumulate=4", "train.ddp_bucket_mb=2.5"});
+  EXPECT_EQ(c.train.accumulate, 4);
+  EXPECT_EQ(c.train.ddp_bucket_mb, 2.5);
+  auto bad = [](const train::Overrides& ov) {
+    return error_of([&] { train::parse_train_config(tiny_config("x"), "tiny", ov); });
+  };
+  auto names = [](const std::string& e, const char* key, const char* what) {
+    return e.find(key) != std::string::npos && e.find(what) != std::string::npos;
+  };
+  // tiny_config's batch is 16
+  struct Case {
+    const char *ov, *key, *what;
+  };
+  for (auto [ov, key, what] : std::vector<Case>{{"train.accumulate=0", "train.accumulate", ">= 1"},
+                                                {"train.accumulate=-2", "train.accumulate", ">= 1"},
+                                                {"train.accumulate=3", "train.accumulate", "must divide"},
+                                                {"train.accumulate=16", "train.accumulate", ">= 2 samples"},
+                                                {"train.accumulate=two", "train.accumulate", "an integer"},
+                                                {"train.ddp_bucket_mb=0", "train.ddp_bucket_mb", "> 0"},
+                                                {"train.ddp_bucket_mb=-1", "train.ddp_bucket_mb", "> 0"},
+                                                {"train.ddp_bucket_mb=big", "train.ddp_bucket_mb", "a number"}}) {
+    const std::string e = bad({ov});
+    EXPECT_TRUE(names(e, key, what)) << ov << ": " << e;
+  }
+}
+
+// Gradient accumulation averages the micro-batches' gradients. On a folder of one image repeated, with views that
+// leave it unchanged, every micro-batch has the whole batch's statistics (the encoder's batch norms average over
+// N, H, W; the heads have none) and SimSiam's per-sample loss, so 2 micro-batches of 8 end in the weights of
+// one batch of 16; a sum instead of a mean would double every step. (The batch norms' running statistics differ:
+// they are updated at every forward, as in PyTorch.)
+TEST(Trainer, AccumulatedIdenticalMicroBatchesGiveTheWeightsOfTheWholeBatch) {
+  const std::string root = test::tmp_path("trainer", "accumulate_images");
+  fs::remove_all(root);
+  fs::create_directories(root);
+  data::Image img(8, 8, 3);
+  for (size_t i = 0; i < img.data.size(); ++i) img.data[i] = static_cast<uint8_t>((i * 37 + 11) % 251);
+  for (int i = 0; i < 32; ++i) data::write_png(root + "/img" + std::to_string(i) + ".png", img);
+  auto config = [&](const std::string& out) {
+    return "data: {kind: image_folder, root: " + root +
+           "}\n"
+           "views: [{name: g, count: 2, size: 8, crop: false, flip: 0}]\n"
+           "model: {arch: resnet18, stem: cifar, width: 2}\n"
+           "method: {name: simsiam, projector: {hidden: 16, out: 8, layers: 2, hidden_bn: false, last_bn: false, "
+           "bias: true},\n"
+           "         predictor: {hidden: 8, out: 8, layers: 2, hidden_bn: false, bias: true}}\n"
+           "optimizer: {name: sgd, lr: 0.5, momentum: 0.9, weight_decay: 0}\n"
+           "schedule: {name: constant}\n"
+           "train: {epochs: 1, batch_size: 16, seed: 2, threads: 1, loader_threads: 0}\n"
+           "eval: {knn: false}\n"
+           "out_dir: " +
+           out + "\n";
+  };
+  const std::string d1 = test::tmp_path("trainer", "accumulate_1"), d2 = test::tmp_path("trainer", "accumulate_2");
+  fs::remove_all(d1);
+  fs::remove_all(d2);
+  auto r1 = train::run_training(train::parse_train_config(config(d1), "acc1"), {.quiet = true});
+  auto r2 = train::run_training(train::parse_train_config(config(d2), "acc2", {"train.accumulate=2"}), {.quiet = true});
+  ASSERT_EQ(r1.steps_done, 2);
+  ASSERT_EQ(r2.steps_done, 2);
+  EXPECT_NEAR(r2.history[0].loss, r1.history[0].loss, 1e-5 * std::abs(r1.history[0].loss));
+  auto a = io::load_training_checkpoint(d1 + "/checkpoint.safetensors");
+  auto b = io::load_training_checkpoint(d2 + "/checkpoint.safetensors");
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (size_t i = 0; i < a.model.size(); ++i) {
+    // batch norms' running statistics move once per forward, so twice per step with 2 micro-batches
+    if (a.model[i].second.dtype() == DType::i64 || a.model[i].first.find(".running_") != std::string::npos) continue;
+    auto va = a.model[i].second.to(DType::f64).to_vector<double>();
+    auto vb = b.model[i].second.to(DType::f64).to_vector<double>();
+    ASSERT_EQ(va.size(), vb.size());
+    double d = 0, m = 0;
+    for (size_t j = 0; j < va.size(); ++j) {
+      d = std::max(d, std::abs(va[j] - vb[j]));
+      m = std::max(m, std::abs(va[j]));
+    }
+    EXPECT_LE(d, 1e-4 * std::max(m, 1e-3)) << a.model[i].first;
+  }
+  fs::remove_all(root);
+  fs::remove_all(d1);
+  fs::remove_all(d2);
+}
+
 }  // namespace
 }  // namespace siam
