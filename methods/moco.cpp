@@ -69,7 +69,10 @@ LossOutput MoCo::loss(const std::vector<Tensor>& views, const StepInfo& info) {
   std::vector<Tensor> order;
   for (int64_t v = opt_.symmetric ? 0 : 1; v < 2; ++v)
     for (int64_t r = 0; r < world; ++r) order.push_back(k_all.narrow(0, r * n + v * b, b));
-  pending_keys_ = order.size() == 1 ? order[0] : cat(order, 0);
+  Tensor keys = order.size() == 1 ? order[0] : cat(order, 0);
+  // With gradient accumulation (train.accumulate) loss runs once per micro-batch before the step: every
+  // micro-batch's keys are enqueued, in micro-batch order.
+  pending_keys_ = pending_keys_.defined() ? cat({pending_keys_, keys}, 0) : keys;
   return {l, {}};
 }
 

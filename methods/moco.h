@@ -25,7 +25,7 @@ class MoCo : public Method {
   std::shared_ptr<models::MLP> key_projector_;
   Tensor* queue_ = nullptr;      // (K, D)
   Tensor* queue_ptr_ = nullptr;  // i64 [] next row to overwrite
-  Tensor pending_keys_;          // keys of the last batch, enqueued after the optimizer step
+  Tensor pending_keys_;          // keys of the step's batch (or micro-batches), enqueued after the optimizer step
 };
 
 }  // namespace siam::methods

@@ -67,7 +67,9 @@ LossOutput SwAV::loss(const std::vector<Tensor>& views, const StepInfo& info) {
   }
   if (queue_ != nullptr) {
     NoGradGuard ng;
-    pending_ = stack({normalize(z[0].detach(), 1), normalize(z[1].detach(), 1)}, 0);
+    Tensor now = stack({normalize(z[0].detach(), 1), normalize(z[1].detach(), 1)}, 0);  // (2, B, D)
+    // with gradient accumulation, every micro-batch's embeddings (train.accumulate), in order
+    pending_ = pending_.defined() ? cat({pending_, now}, 1) : now;
   }
   return {div(total, static_cast<double>(2 * (nv - 1))), {}};
 }

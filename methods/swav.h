@@ -24,7 +24,7 @@ class SwAV : public Method {
   std::shared_ptr<models::Prototypes> prototypes_;
   Tensor* queue_ = nullptr;       // (2, L, D) embeddings of the two global views of recent batches
   Tensor* queue_fill_ = nullptr;  // i64 []: rows of the queue filled so far (up to L)
-  Tensor pending_;                // (2, B, D) this step's global embeddings, pushed after the step
+  Tensor pending_;                // (2, B, D) this step's embeddings (all micro-batches'), pushed after the step
 };
 
 }  // namespace siam::methods

@@ -146,6 +146,45 @@ TEST(Methods, MoCoMatchesPrimitiveInfoNceAndUpdatesQueueAndKeys) {
   EXPECT_EQ(m->state_dict().size(), m->named_parameters().size() + m->named_buffers().size());
 }
 
+// Gradient accumulation (train.accumulate) calls loss once per micro-batch before one optimizer step: the keys
+// of every micro-batch enter MoCo's queue, and SwAV's queue takes every micro-batch's embeddings.
+TEST(Methods, QueuesTakeEveryMicroBatchOfAnAccumulatedStep) {
+  manual_seed(4);
+  MethodOptions o = small("moco");
+  o.queue_size = 40;
+  auto m = methods::make_method(o, tiny_resnet());
+  auto* moco = dynamic_cast<methods::MoCo*>(m.get());
+  Tensor queue0 = moco->queue().clone();
+  auto a = random_views(4), b = random_views(4);
+  m->loss(a, {});
+  m->loss(b, {});
+  m->after_optimizer_step({});
+  // 2 micro-batches x 2 views x 4 keys: rows 0..15 replaced, the rest untouched
+  EXPECT_GT(max(abs(sub(moco->queue().narrow(0, 12, 4), queue0.narrow(0, 12, 4)))).item(), 1e-3);
+  EXPECT_EQ(max(abs(sub(moco->queue().narrow(0, 16, 24), queue0.narrow(0, 16, 24)))).item(), 0.0);
+  int found = 0;
+  for (auto& [n, t] : m->named_buffers()) {
+    if (n.find("queue_ptr") == std::string::npos) continue;
+    EXPECT_EQ(t.item(), 16.0);
+    ++found;
+  }
+  EXPECT_EQ(found, 1);
+
+  MethodOptions s = small("swav");
+  s.swav_queue = 24;
+  auto sw = methods::make_method(s, tiny_resnet());
+  sw->loss(a, {});
+  sw->loss(b, {});
+  sw->after_optimizer_step({});
+  found = 0;
+  for (auto& [n, t] : sw->named_buffers()) {
+    if (n.find("queue_fill") == std::string::npos) continue;
+    EXPECT_EQ(t.item(), 8.0) << "2 micro-batches of 4";
+    ++found;
+  }
+  EXPECT_EQ(found, 1);
+}
+
 TEST(Methods, BYOLMatchesPrimitiveCosineLossAndFollowsTheMomentumSchedule) {
   manual_seed(3);
   auto m = methods::make_method(small("byol"), tiny_resnet());
