@@ -90,6 +90,8 @@ bundle() {
   local bytes
   bytes=$(du -cb "$dir"/* | tail -1 | cut -f1)
   echo "gpu_check: bundle $dir: $((bytes / 1024 / 1024)) MiB ($bytes bytes) in $((SECONDS - t0)) s: ${bins[*]}"
+  # issue 3's bound is 60 MB; the device tool carries 64 MiB with the working tree
+  ((bytes < 60 * 1000 * 1000)) || die "bundle $dir is $bytes bytes, over the 60 MB bound (the device machine takes 64 MiB in all)"
   ((bytes < 48 * 1024 * 1024)) || echo "gpu_check: WARNING: over 48 MiB; the device machine takes 64 MiB in all"
 }
 
