@@ -39,6 +39,7 @@
 #include "engine/tensor.h"
 #include "kernels/cuda/allocator.h"
 #include "kernels/cuda/stream.h"
+#include "models/resnet.h"
 
 namespace {
 
@@ -150,40 +151,22 @@ BENCHMARK(BM_nce_fused_bf16_cuda)->Args({4096, 128})->Args({16384, 256})->Args({
 BENCHMARK(BM_nce_unfused_bf16_cuda)->Args({16384, 256})->MinTime(kMinTime)->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 
-// ResNet-50's parameter shapes (25,557,032 parameters in 161 tensors), built from its stage structure.
-std::vector<siam::Shape> resnet50_shapes() {
-  std::vector<siam::Shape> s = {{64, 3, 7, 7}, {64}, {64}};
-  const int64_t widths[4] = {64, 128, 256, 512}, blocks[4] = {3, 4, 6, 3};
-  int64_t in = 64;
-  for (int st = 0; st < 4; ++st)
-    for (int b = 0; b < blocks[st]; ++b) {
-      const int64_t w = widths[st], out = 4 * w;
-      for (const siam::Shape& c : std::vector<siam::Shape>{{w, in, 1, 1}, {w, w, 3, 3}, {out, w, 1, 1}}) {
-        s.push_back(c);
-        s.push_back({c[0]});
-        s.push_back({c[0]});
-      }
-      if (b == 0) {
-        s.push_back({out, in, 1, 1});
-        s.push_back({out});
-        s.push_back({out});
-      }
-      in = out;
-    }
-  s.push_back({1000, 2048});
-  s.push_back({1000});
-  return s;
+// ResNet-50's parameters (25,557,032 in 161 tensors, models::resnet50 with its classifier): EMA target and
+// online copies on the device; returns the parameter count.
+int64_t resnet50_pair(std::vector<Tensor>& target, std::vector<Tensor>& online) {
+  int64_t params = 0;
+  for (const Tensor& p : siam::models::resnet50({.num_classes = 1000})->parameters()) {
+    target.push_back(siam::randn(p.shape(), dev()));
+    online.push_back(siam::randn(p.shape(), dev()));
+    params += p.numel();
+  }
+  return params;
 }
 
 void BM_ema_fused_cuda(benchmark::State& st) {
   if (no_device(st)) return;
   std::vector<Tensor> target, online;
-  int64_t params = 0;
-  for (const siam::Shape& sh : resnet50_shapes()) {
-    target.push_back(siam::randn(sh, dev()));
-    online.push_back(siam::randn(sh, dev()));
-    params += target.back().numel();
-  }
+  const int64_t params = resnet50_pair(target, online);
   run_timed(st, [&] { siam::optim::ema_update(target, online, 0.996); });
   const double bytes = 12.0 * double(params);
   st.counters["params"] = double(params);
@@ -247,12 +230,7 @@ BENCHMARK(BM_xcorr_unfused_cuda)
 void BM_ema_pertensor_cuda(benchmark::State& st) {
   if (no_device(st)) return;
   std::vector<Tensor> target, online;
-  int64_t params = 0;
-  for (const siam::Shape& sh : resnet50_shapes()) {
-    target.push_back(siam::randn(sh, dev()));
-    online.push_back(siam::randn(sh, dev()));
-    params += target.back().numel();
-  }
+  const int64_t params = resnet50_pair(target, online);
   const double m = 0.996;
   run_timed(st, [&] {
     siam::NoGradGuard ng;

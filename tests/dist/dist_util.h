@@ -34,6 +34,22 @@ inline std::shared_ptr<nn::Sequential> make_mlp(bool sync, uint64_t seed, int64_
   return m;
 }
 
+// A `siam train` config for the 2-rank trainer tests: SimCLR on 64 synthetic 8x8 images, ResNet-18 of width 2,
+// one epoch at global batch `batch`, its files in `out`.
+inline std::string tiny_train_yaml(const std::string& out, int64_t batch) {
+  return "data: {kind: synthetic, size: 64, height: 8, width: 8, classes: 4, channels: 3}\n"
+         "views: [{name: g, count: 2, size: 8, crop: {scale: [0.5, 1.0]}, flip: 0.5}]\n"
+         "model: {arch: resnet18, stem: cifar, width: 2}\n"
+         "method: {name: simclr, projector: {hidden: 16, out: 8}}\n"
+         "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4}\n"
+         "train: {epochs: 1, batch_size: " +
+         std::to_string(batch) +
+         ", seed: 4, threads: 1, loader_threads: 0}\n"
+         "eval: {knn: false}\n"
+         "out_dir: " +
+         out + "\n";
+}
+
 // A global batch drawn from `seed`, the same on every rank.
 inline Tensor global_batch(const Shape& shape, uint64_t seed) {
   manual_seed(seed);

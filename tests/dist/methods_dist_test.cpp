@@ -138,19 +138,6 @@ TEST_P(MethodOnTwoRanks, FiveDdpStepsEndInTheWeightsOfOneProcess) {
 INSTANTIATE_TEST_SUITE_P(All, MethodOnTwoRanks, ::testing::ValuesIn(params()),
                          [](const auto& info) { return info.param; });
 
-std::string tiny(const std::string& out, int64_t batch) {
-  return "data: {kind: synthetic, size: 64, height: 8, width: 8, classes: 4, channels: 3}\n"
-         "views: [{name: g, count: 2, size: 8, crop: {scale: [0.5, 1.0]}, flip: 0.5}]\n"
-         "model: {arch: resnet18, stem: cifar, width: 2}\n"
-         "method: {name: simclr, projector: {hidden: 16, out: 8}}\n"
-         "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4}\n"
-         "train: {epochs: 1, batch_size: " +
-         std::to_string(batch) +
-         ", seed: 4, threads: 1, loader_threads: 0}\n"
-         "eval: {knn: false}\n"
-         "out_dir: " +
-         out + "\n";
-}
 
 // siam train's loop: 2 ranks x 16 samples for 2 steps (an epoch of 64 samples at global batch 32) end in
 // the weights of one process at batch 32: sharding, SyncBN, DDP, the gathered NT-Xent and the optimizer.
@@ -168,10 +155,10 @@ TEST(TrainerOnTwoRanks, EndsInTheWeightsOfOneProcessWithTheSameGlobalBatch) {
   o1.quiet = true;
   o1.comm = single.get();
   o1.write_outputs = world.rank() == 0;
-  auto r1 = train::run_training(train::parse_train_config(tiny(d1, 32), "tiny"), o1);
+  auto r1 = train::run_training(train::parse_train_config(tiny_train_yaml(d1, 32), "tiny"), o1);
   train::TrainOptions o2;
   o2.quiet = true;
-  auto r2 = train::run_training(train::parse_train_config(tiny(d2, 32), "tiny"), o2);
+  auto r2 = train::run_training(train::parse_train_config(tiny_train_yaml(d2, 32), "tiny"), o2);
   world.barrier();
   ASSERT_EQ(r1.history.size(), 1u);
   ASSERT_EQ(r2.history.size(), 1u);

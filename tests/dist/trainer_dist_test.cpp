@@ -20,20 +20,6 @@
 namespace siam::test {
 namespace {
 
-// SimCLR on 64 synthetic 8x8 images, ResNet-18 of width 2 (methods_dist_test.cpp's config of the same name).
-std::string tiny(const std::string& out, int64_t batch) {
-  return "data: {kind: synthetic, size: 64, height: 8, width: 8, classes: 4, channels: 3}\n"
-         "views: [{name: g, count: 2, size: 8, crop: {scale: [0.5, 1.0]}, flip: 0.5}]\n"
-         "model: {arch: resnet18, stem: cifar, width: 2}\n"
-         "method: {name: simclr, projector: {hidden: 16, out: 8}}\n"
-         "optimizer: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4}\n"
-         "train: {epochs: 1, batch_size: " +
-         std::to_string(batch) +
-         ", seed: 4, threads: 1, loader_threads: 0}\n"
-         "eval: {knn: false}\n"
-         "out_dir: " +
-         out + "\n";
-}
 
 // train.accumulate = 2 on 2 ranks x 16 samples (micro-batches of 8 per rank, 16 over the ranks) ends in the
 // weights of one process at batch 32 with accumulate = 2 (micro-batches of 16: the same samples, since rank r
@@ -55,12 +41,12 @@ TEST(TrainerOnTwoRanks, AccumulatedMicroBatchesEqualOneProcessAndAllReduceOncePe
   o1.quiet = true;
   o1.comm = single.get();
   o1.write_outputs = world.rank() == 0;
-  auto r1 = train::run_training(train::parse_train_config(tiny(d1, 32), "tiny", ov), o1);
+  auto r1 = train::run_training(train::parse_train_config(tiny_train_yaml(d1, 32), "tiny", ov), o1);
   CountingCommunicator counting(world);
   train::TrainOptions o2;
   o2.quiet = true;
   o2.comm = &counting;
-  auto r2 = train::run_training(train::parse_train_config(tiny(d2, 32), "tiny", ov), o2);
+  auto r2 = train::run_training(train::parse_train_config(tiny_train_yaml(d2, 32), "tiny", ov), o2);
   world.barrier();
   EXPECT_EQ(r1.ddp_buckets, 0);
   EXPECT_GT(r2.ddp_buckets, 1) << "train.ddp_bucket_mb = 0.01 did not reach DDP";
@@ -92,7 +78,7 @@ TEST(TrainerOnTwoRanks, AccumulateMustDivideThePerRankBatch) {
   dist::Communicator& world = dist::world();
   if (world.world_size() != 2) GTEST_SKIP() << "needs 2 ranks";
   const std::string out = (std::filesystem::temp_directory_path() / "siam_dist_trainer_acc_bad").string();
-  auto c = train::parse_train_config(tiny(out, 36), "tiny", {"train.accumulate=4"});
+  auto c = train::parse_train_config(tiny_train_yaml(out, 36), "tiny", {"train.accumulate=4"});
   const std::string e = error_of([&] { train::run_training(c, {.quiet = true}); });
   EXPECT_NE(e.find("train.accumulate (4) must divide the per-rank batch"), std::string::npos) << e;
   EXPECT_NE(e.find("= 18"), std::string::npos) << e;
@@ -120,13 +106,13 @@ TEST(TrainerOnTwoRanks, ResumeEqualsAnUninterruptedRunAndOnlyRankZeroWrites) {
   train::TrainOptions quiet;
   quiet.quiet = true;
   const std::string full = fresh("full");
-  auto rf = train::run_training(train::parse_train_config(tiny(full, 32), "tiny", ov), quiet);
+  auto rf = train::run_training(train::parse_train_config(tiny_train_yaml(full, 32), "tiny", ov), quiet);
   ASSERT_EQ(rf.steps_done, 4);
   EXPECT_EQ(rf.ddp_buckets, 1) << "train.ddp_bucket_mb's default (25 MB) holds the whole tiny model";
   for (int64_t stop_after : {1, 2}) {  // the last step of epoch 1; the first of epoch 2
     SCOPED_TRACE("stopped after step " + std::to_string(stop_after));
     const std::string cut = fresh("cut" + std::to_string(stop_after));
-    const train::TrainConfig c = train::parse_train_config(tiny(cut, 32), "tiny", ov);
+    const train::TrainConfig c = train::parse_train_config(tiny_train_yaml(cut, 32), "tiny", ov);
     train::TrainOptions o1 = quiet;
     o1.stop_after_step = stop_after;
     auto r1 = train::run_training(c, o1);
