@@ -40,6 +40,14 @@ const DeviceCount& devices() {
 
 int device_count() { return devices().n; }
 
+bool emulated() {
+#if defined(SIAM_CUDA_EMU)
+  return true;
+#else
+  return false;
+#endif
+}
+
 void* device_alloc(size_t nbytes, int device) { return caching_alloc(nbytes, device, nullptr); }
 
 void device_free(void* p, int device) noexcept { caching_free(p, device); }

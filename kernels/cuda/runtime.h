@@ -5,6 +5,9 @@
 
 namespace siam::cuda {
 int device_count();  // 0 when no driver or device is present (never throws)
+// Whether this build runs its kernels on the CUDA emulator (kernels/emu) rather than a GPU: for the few tests
+// that check our plumbing where a library's own choice decides on real hardware (which cuDNN algorithm runs).
+bool emulated();
 // Device memory from the caching allocator (kernels/cuda/allocator.h) on the device's current stream.
 // Throws siam::Error when the device is absent or out of memory.
 void* device_alloc(size_t nbytes, int device);

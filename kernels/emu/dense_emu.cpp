@@ -1,10 +1,12 @@
 // The emulator's stand-ins for what siam takes from NVIDIA's libraries (see kernels/emu/simt.h): cuBLASLt's GEMM
 // (kernels/cuda/gemm.h), cuDNN's convolution and batch norm (cudnn_conv.h, cudnn_norm_pool.h) and NCCL
 // (nccl.h). GEMM and convolution run the CPU kernels on the emulated device memory (bf16 through f32, as the
-// libraries accumulate); batch norm is written out here. They are references, not the code under test: what
-// the emulator tests is siam's own kernels and the engine code around these calls.
+// libraries accumulate; f32 operands rounded to TF32 when the caller allows TF32); batch norm is written out
+// here. They are references, not the code under test: what the emulator tests is siam's own kernels and the
+// engine code around these calls.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "engine/core/error.h"
@@ -51,6 +53,24 @@ template <class T> void store_all(DenseType t, void* p, const std::vector<T>& v)
   for (size_t i = 0; i < v.size(); ++i) store(t, p, i, v[i]);
 }
 
+// TF32 as the tensor cores read an f32 operand when TF32 is allowed: the top 10 mantissa bits kept, rounded to
+// nearest even (inf and NaN pass unchanged). Applied to the f32 operands of the GEMM and convolution stand-ins
+// so that a TF32 setting the engine passes changes the result here as it does on a GPU.
+float tf32_round(float f) {
+  uint32_t u = 0;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7f800000u) == 0x7f800000u) return f;
+  u += 0xfffu + ((u >> 13) & 1u);
+  u &= 0xffffe000u;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+template <class T> void round_tf32(std::vector<T>& v, DenseType t, bool allow_tf32) {
+  if constexpr (std::is_same_v<T, float>)
+    if (t == DenseType::f32 && allow_tf32)
+      for (auto& x : v) x = tf32_round(x);
+}
+
 DenseCacheStats g_gemm_stats, g_conv_stats;
 
 template <class T> void gemm_as(const GemmArgs& p) {
@@ -58,6 +78,7 @@ template <class T> void gemm_as(const GemmArgs& p) {
   // rows x cols of the stored A and B (before op)
   const int64_t ar = p.ta ? p.k : p.m, ac = p.ta ? p.m : p.k;
   const int64_t br = p.tb ? p.n : p.k, bc = p.tb ? p.k : p.n;
+  const bool tf32 = std::is_same_v<T, float> && p.ab_type == DenseType::f32 && p.allow_tf32;
   for (int64_t it = 0; it < p.batch; ++it) {
     const auto* a = static_cast<const char*>(p.a) + static_cast<size_t>(it * p.batch_stride_a) * es;
     const auto* b = static_cast<const char*>(p.b) + static_cast<size_t>(it * p.batch_stride_b) * es;
@@ -73,8 +94,17 @@ template <class T> void gemm_as(const GemmArgs& p) {
       std::copy(row.begin(), row.end(), B.begin() + r * bc);
     }
     std::vector<T> D(static_cast<size_t>(p.m * p.n), T(0));
-    if (p.m > 0 && p.n > 0 && p.k > 0)
-      cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(1), A.data(), ac, B.data(), bc, T(0), D.data(), p.n);
+    if (p.m > 0 && p.n > 0 && p.k > 0) {
+      // the operands as the product reads them: TF32 copies when allowed (bias_grad below sums A as stored)
+      std::vector<T> At, Bt;
+      if (tf32) {
+        At = A, Bt = B;
+        round_tf32(At, p.ab_type, true);
+        round_tf32(Bt, p.ab_type, true);
+      }
+      cpu::gemm<T>(p.ta, p.tb, p.m, p.n, p.k, T(1), tf32 ? At.data() : A.data(), ac, tf32 ? Bt.data() : B.data(), bc,
+                   T(0), D.data(), p.n);
+    }
     const size_t des = dense_type_size(p.d_type);
     for (int64_t i = 0; i < p.m; ++i)
       for (int64_t j = 0; j < p.n; ++j) {
@@ -119,38 +149,44 @@ void dense_synchronize(int) {}
 
 // ---- convolution ----
 
-void conv2d_forward(const Conv2dGeom& g, DenseType t, bool, int, const void* x, const void* w, const void* b, void* y,
-                    const ScratchFn&) {
+void conv2d_forward(const Conv2dGeom& g, DenseType t, bool allow_tf32, int, const void* x, const void* w, const void* b,
+                    void* y, const ScratchFn&) {
   ++g_conv_stats.lookups;
   by_type(t, [&](auto z) {
     using T = decltype(z);
     auto X = load<T>(t, x, static_cast<size_t>(g.N * g.C * g.H * g.W));
     auto Wt = load<T>(t, w, static_cast<size_t>(g.K * (g.C / g.groups) * g.R * g.S));
     auto B = load<T>(t, b, b ? static_cast<size_t>(g.K) : 0);
+    round_tf32(X, t, allow_tf32);
+    round_tf32(Wt, t, allow_tf32);
     std::vector<T> Y(static_cast<size_t>(g.N * g.K * g.OH * g.OW));
     cpu::conv2d_forward<T>(g, X.data(), Wt.data(), b ? B.data() : nullptr, Y.data());
     store_all(t, y, Y);
   });
 }
-void conv2d_backward_data(const Conv2dGeom& g, DenseType t, bool, int, const void* w, const void* gy, void* gx,
-                          const ScratchFn&) {
+void conv2d_backward_data(const Conv2dGeom& g, DenseType t, bool allow_tf32, int, const void* w, const void* gy,
+                          void* gx, const ScratchFn&) {
   ++g_conv_stats.lookups;
   by_type(t, [&](auto z) {
     using T = decltype(z);
     auto Wt = load<T>(t, w, static_cast<size_t>(g.K * (g.C / g.groups) * g.R * g.S));
     auto GY = load<T>(t, gy, static_cast<size_t>(g.N * g.K * g.OH * g.OW));
+    round_tf32(Wt, t, allow_tf32);
+    round_tf32(GY, t, allow_tf32);
     std::vector<T> X(static_cast<size_t>(g.N * g.C * g.H * g.W)), GX(X.size());
     cpu::conv2d_backward<T>(g, X.data(), Wt.data(), GY.data(), GX.data(), nullptr, nullptr);
     store_all(t, gx, GX);
   });
 }
-void conv2d_backward_filter(const Conv2dGeom& g, DenseType t, bool, int, const void* x, const void* gy, void* gw,
-                            const ScratchFn&) {
+void conv2d_backward_filter(const Conv2dGeom& g, DenseType t, bool allow_tf32, int, const void* x, const void* gy,
+                            void* gw, const ScratchFn&) {
   ++g_conv_stats.lookups;
   by_type(t, [&](auto z) {
     using T = decltype(z);
     auto X = load<T>(t, x, static_cast<size_t>(g.N * g.C * g.H * g.W));
     auto GY = load<T>(t, gy, static_cast<size_t>(g.N * g.K * g.OH * g.OW));
+    round_tf32(X, t, allow_tf32);
+    round_tf32(GY, t, allow_tf32);
     std::vector<T> Wt(static_cast<size_t>(g.K * (g.C / g.groups) * g.R * g.S)), GW(Wt.size());
     cpu::conv2d_backward<T>(g, X.data(), Wt.data(), GY.data(), nullptr, GW.data(), nullptr);
     store_all(t, gw, GW);

@@ -20,8 +20,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/core/autocast.h"
@@ -40,6 +42,7 @@
 #if defined(SIAM_WITH_CUDA)
 #include "kernels/cuda/cudnn_conv.h"
 #include "kernels/cuda/gemm.h"
+#include "kernels/cuda/runtime.h"
 #endif
 
 namespace siam {
@@ -47,6 +50,9 @@ namespace {
 
 constexpr double kTolF32 = 2e-5, kTolConv = 2e-4, kTolTf32 = 1e-2, kTolBf16 = 3e-2, kTolModel = 2e-3,
                  kTolModelGrad = 3e-2;
+// The least normalized distance from the exact f32 result that a TF32 or bf16 product must show (K >= 72 products
+// of uniform(-1, 1) operands move by about 3e-4 in TF32 and 2e-3 in bf16): below it, the rounding was skipped.
+constexpr double kTf32Visible = 5e-5, kBf16Visible = 2e-4;
 
 // max |got - want| / max(max |want|, 1e-3); got may live on the device. NaN when shapes differ.
 double norm_err(const Tensor& got, const Tensor& want) {
@@ -233,6 +239,14 @@ TEST(CudaDense, GemmTf32AndBf16) {
   {
     Tf32Scope tf32(true);
     check_parity("TF32 [128,256] @ [256,64]", {rnd({128, 256}), rnd({256, 64})}, mm, kTolTf32);
+    // the setting reaches the GEMM: the product moves away from the exact f32 one, within the TF32 bound
+    Tensor a = rnd({128, 256}), b = rnd({256, 64});
+    const Tensor exact = matmul(a, b);
+    const double e = norm_err(matmul(a.to(kDev), b.to(kDev)), exact);
+    EXPECT_LE(e, kTolTf32) << "TF32 product";
+    EXPECT_GT(e, kTf32Visible) << "TF32 allowed, yet the product is the exact f32 one: the setting never reached it";
+    cuda::set_allow_tf32(false);
+    EXPECT_LE(norm_err(matmul(a.to(kDev), b.to(kDev)), exact), kTolF32) << "TF32 switched off again";
   }
   // bf16 tensors (outside autocast): bf16 results, against the CPU product of the same rounded values
   Tensor a = rnd({96, 160}).to(DType::bf16).to(DType::f32), b = rnd({160, 40}).to(DType::bf16).to(DType::f32);
@@ -305,6 +319,37 @@ TEST(CudaDense, Conv2dMatchesCpu) {
   const Conv2dParams p = c.p;
   check_parity(c.label, {rnd(c.x), rnd(c.w), Tensor()},
                [p](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], p); }, kTolConv, true);
+}
+
+// With TF32 allowed, the forward, backward-data and backward-filter convolutions stay within the TF32 bound of
+// the exact f32 ones and move away from them: the setting reaches the convolution.
+TEST(CudaDense, Conv2dHonoursTf32) {
+  SIAM_REQUIRE_CUDA();
+  manual_seed(13);
+  Conv2dParams p;
+  p.padding = {1, 1};
+  Tensor x = rnd({2, 32, 12, 12}), w = rnd({16, 32, 3, 3}), g = rnd({2, 16, 12, 12});
+  Tensor xc = cpu_leaf(x), wc = cpu_leaf(w);
+  conv2d(xc, wc, Tensor(), p).backward(g);
+  const Tensor yc = conv2d(x, w, Tensor(), p);
+  Tf32Scope tf32(true);
+  Tensor xd = device_leaf(x), wd = device_leaf(w);
+  Tensor yd = conv2d(xd, wd, Tensor(), p);
+  yd.backward(g.to(kDev));
+  const std::vector<std::pair<const char*, std::pair<Tensor, Tensor>>> results = {
+      {"forward", {yd, yc}}, {"backward-data", {xd.grad(), xc.grad()}}, {"backward-filter", {wd.grad(), wc.grad()}}};
+  for (const auto& [what, r] : results) {
+    const double e = norm_err(r.first, r.second);
+    EXPECT_LE(e, kTolTf32) << what;
+    // TF32 is a permission: on a GPU cuDNN may still pick an FMA algorithm at this shape, so only the emulator
+    // (whose stand-in rounds whenever allowed) must show it; a GPU run prints what it chose.
+#if defined(SIAM_WITH_CUDA)
+    if (cuda::emulated())
+      EXPECT_GT(e, kTf32Visible) << what << ": TF32 allowed, yet the result is the exact f32 one";
+    else if (e <= kTf32Visible)
+      std::cout << "[ note     ] conv " << what << ": cuDNN chose no TF32 algorithm at this shape\n";
+#endif
+  }
 }
 
 TEST(CudaDense, Conv2dAlgorithmCacheIsReused) {
@@ -474,6 +519,96 @@ TEST(CudaAutocast, ProductsRunInBf16WithF32MasterWeights) {
   EXPECT_EQ(w.to_vector<float>(), before);
   EXPECT_EQ(w.grad().dtype(), DType::f32);
   EXPECT_CLOSE(linear(x, w), linear(x.to(kCPU), w.detach().to(kCPU)), kTolF32, "outside the scope");
+}
+
+// The autocast products read bf16-rounded operands: linear, matmul and conv2d (forward and the input and weight
+// gradients, whose output gradient is rounded too) against the CPU computation on the rounded values, to f32
+// summation-order accuracy for the GEMMs (f32 results) and to the element for the convolution (cuDNN's bf16
+// results, rounded once more: at most 1% of the elements one bf16 step apart, where the CPU's f32 sum and the
+// device's straddle a rounding boundary). Each also differs from the exact f32 result by kBf16Visible, so a
+// path that skips the cast fails.
+Tensor bf16r(const Tensor& t) { return t.detach().to(kCPU).to(DType::bf16).to(DType::f32); }
+
+// The fraction of elements where got (on any device) and want differ.
+double differing_fraction(const Tensor& got, const Tensor& want) {
+  auto g = got.to_vector<float>(), w = want.to_vector<float>();
+  if (g.size() != w.size() || w.empty()) return 1.0;
+  size_t n = 0;
+  for (size_t i = 0; i < w.size(); ++i) n += g[i] != w[i];
+  return static_cast<double>(n) / static_cast<double>(w.size());
+}
+
+TEST(CudaAutocast, ProductsReadBf16RoundedOperands) {
+  SIAM_REQUIRE_CUDA();
+  Tf32Scope exact(false);
+  manual_seed(12);
+  auto check = [](const std::string& what, const Tensor& got, const Tensor& rounded, const Tensor& exact_f32) {
+    ASSERT_EQ(got.dtype(), DType::f32) << what;
+    EXPECT_CLOSE(got, rounded, kTolF32, what + " against the CPU on bf16-rounded operands");
+    EXPECT_GT(norm_err(got, exact_f32), kBf16Visible) << what << ": the exact f32 result, the bf16 cast was skipped";
+  };
+  {  // linear [64,256] x [96,256]^T + b
+    Tensor x = rnd({64, 256}), w = rnd({96, 256}), b = rnd({96}), g = rnd({64, 96});
+    Tensor xd = device_leaf(x), wd = device_leaf(w), bd = device_leaf(b);
+    Tensor y;
+    {
+      AutocastGuard guard(DType::bf16);
+      y = linear(xd, wd, bd);
+    }
+    y.backward(g.to(kDev));
+    check("linear output", y, linear(bf16r(x), bf16r(w), b), linear(x, w, b));
+    check("linear input gradient", xd.grad(), matmul(bf16r(g), bf16r(w)), matmul(g, w));
+    check("linear weight gradient", wd.grad(), matmul(bf16r(g).t(), bf16r(x)), matmul(g.t(), x));
+    EXPECT_CLOSE(bd.grad(), sum(g, {0}), kTolBf16, "linear bias gradient");
+  }
+  {  // batched matmul [3,40,72] @ [3,72,24]
+    Tensor a = rnd({3, 40, 72}), b = rnd({3, 72, 24}), g = rnd({3, 40, 24});
+    Tensor ad = device_leaf(a), bd = device_leaf(b);
+    Tensor y;
+    {
+      AutocastGuard guard(DType::bf16);
+      y = matmul(ad, bd);
+    }
+    y.backward(g.to(kDev));
+    check("matmul output", y, matmul(bf16r(a), bf16r(b)), matmul(a, b));
+    check("matmul left gradient", ad.grad(), matmul(bf16r(g), bf16r(b).transpose(-1, -2)),
+          matmul(g, b.transpose(-1, -2)));
+    check("matmul right gradient", bd.grad(), matmul(bf16r(a).transpose(-1, -2), bf16r(g)),
+          matmul(a.transpose(-1, -2), g));
+  }
+  {  // conv2d 16 -> 8, 3x3, padding 1, with bias: bf16 results widened (the bias added in f32)
+    Conv2dParams p;
+    p.padding = {1, 1};
+    Tensor x = rnd({2, 16, 10, 10}), w = rnd({8, 16, 3, 3}), b = rnd({8}), g = rnd({2, 8, 10, 10});
+    Tensor xd = device_leaf(x), wd = device_leaf(w), bd = device_leaf(b);
+    Tensor y;
+    {
+      AutocastGuard guard(DType::bf16);
+      y = conv2d(xd, wd, bd, p);
+    }
+    y.backward(g.to(kDev));
+    Tensor xr = cpu_leaf(bf16r(x)), wr = cpu_leaf(bf16r(w));
+    Tensor yr = conv2d(xr, wr, Tensor(), p);
+    yr.backward(bf16r(g));
+    Tensor xe = cpu_leaf(x), we = cpu_leaf(w);
+    conv2d(xe, we, Tensor(), p).backward(g);
+    struct Result {
+      const char* what;
+      Tensor got, rounded, exact;
+    };
+    const Result results[] = {
+        {"conv2d output", y, add(bf16r(yr), b.reshape({1, 8, 1, 1})), conv2d(x, w, b, p)},
+        {"conv2d input gradient", xd.grad(), bf16r(xr.grad()), xe.grad()},
+        {"conv2d weight gradient", wd.grad(), bf16r(wr.grad()), we.grad()},
+    };
+    for (const Result& r : results) {
+      ASSERT_EQ(r.got.dtype(), DType::f32) << r.what;
+      EXPECT_LE(differing_fraction(r.got, r.rounded), 0.01) << r.what << " against the CPU on bf16-rounded operands";
+      EXPECT_CLOSE(r.got, r.rounded, 1e-2, r.what);
+      EXPECT_GT(norm_err(r.got, r.exact), kBf16Visible) << r.what << ": the exact f32 result, the cast was skipped";
+    }
+    EXPECT_CLOSE(bd.grad(), sum(g, {0, 2, 3}), kTolF32, "conv2d bias gradient (from the f32 output gradient)");
+  }
 }
 
 // ---------------------------------------------------------------------------------------------- whole model

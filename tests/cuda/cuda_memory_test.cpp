@@ -243,5 +243,48 @@ TEST(CudaParity, DropoutMaskMatchesTheCpu) {
   EXPECT_EQ(cpu, gpu);
 }
 
+// The pinned cache serves repeated pin_memory() of one size from freed blocks: after the first allocation (one
+// per block alive at once) host_allocs stays flat, and a freed block shows in cached_bytes until reused. Also
+// when the block was the source of an asynchronous copy (its reuse waits for the copy's stream).
+TEST(CudaTransfer, PinnedBlocksOfOneSizeAreReused) {
+  SIAM_REQUIRE_CUDA();
+  if constexpr (kCudaBuild) {
+    constexpr size_t kClass = size_t(4) << 20;
+    Tensor x = randn({3 << 18});  // 3 MiB: the 4 MiB class
+    const auto want = x.to_vector<float>();
+    cuda::synchronize_stream(cuda::current_stream(0));  // earlier copies done: no block of theirs still pending
+    cuda::pinned_empty_cache();                         // and no cached block of this class from earlier tests
+    const auto s0 = cuda::pinned_stats();
+    EXPECT_EQ(x.pin_memory().to_vector<float>(), want);  // allocated, then freed
+    const auto s1 = cuda::pinned_stats();
+    EXPECT_EQ(s1.host_allocs, s0.host_allocs + 1);
+    EXPECT_EQ(s1.allocated_bytes, s0.allocated_bytes);
+    EXPECT_EQ(s1.cached_bytes, s0.cached_bytes + kClass) << "the freed block should stay cached";
+    for (int i = 0; i < 5; ++i) {
+      Tensor d;
+      {
+        Tensor p = x.pin_memory();
+        ASSERT_TRUE(p.is_pinned());
+        EXPECT_EQ(cuda::pinned_stats().cached_bytes, s0.cached_bytes) << "iteration " << i << ": not the cached block";
+        d = p.to(kDev, /*non_blocking=*/true);  // recorded on the block: its reuse waits for this copy
+      }
+      cuda::synchronize_stream(cuda::current_stream(0));
+      EXPECT_EQ(d.to(kCPU).to_vector<float>(), want);
+    }
+    const auto s2 = cuda::pinned_stats();
+    EXPECT_EQ(s2.host_allocs, s1.host_allocs) << "repeated pin_memory() of one size allocated again";
+    // two blocks alive at once need a second allocation, once; then both are reused
+    for (int i = 0; i < 3; ++i) {
+      Tensor a = x.pin_memory(), b = x.pin_memory();
+      EXPECT_NE(a.storage()->data(), b.storage()->data());
+    }
+    const auto s3 = cuda::pinned_stats();
+    EXPECT_EQ(s3.host_allocs, s2.host_allocs + 1);
+    EXPECT_EQ(s3.cached_bytes, s0.cached_bytes + 2 * kClass);
+    cuda::pinned_empty_cache();
+    EXPECT_EQ(cuda::pinned_stats().cached_bytes, s0.cached_bytes);
+  }
+}
+
 }  // namespace
 }  // namespace siam

@@ -34,15 +34,53 @@ std::string compare(const Tensor& cpu, const Tensor& dev, DType dt, const std::s
   return "";
 }
 
+// xc's values on `device` as a non-contiguous view at storage offset 1: a step-2 slice of the last dim of a
+// larger tensor (rank >= 1), or a one-element narrow (rank 0). The larger tensor is filled on the CPU (NaN
+// between the values, so a kernel that ignores the stride or the offset reads NaN) and moved as it is.
+Tensor strided_on(const Tensor& xc, Device device) {
+  if (xc.dim() == 0) {
+    Tensor big = full({2}, std::nan(""), xc.options());
+    big.narrow(0, 1, 1).copy_(xc.reshape({1}));
+    return big.to(device).narrow(0, 1, 1).squeeze(0);
+  }
+  Shape s = xc.shape();
+  const int64_t n = s.back();
+  s.back() = 2 * n + 1;
+  Tensor big = full(s, is_floating(xc.dtype()) ? std::nan("") : -1.0, xc.options());
+  big.slice(-1, 1, 2 * n + 1, 2).copy_(xc);
+  return big.to(device).slice(-1, 1, 2 * n + 1, 2);
+}
+
 }  // namespace
 
-std::string run_parity_case(const ParityCase& c, DType dt, bool noncontig, Device device) {
+const char* layout_name(Layout l) {
+  switch (l) {
+    case Layout::contiguous: return "contiguous";
+    case Layout::transposed: return "transposed";
+    case Layout::strided: return "strided at an offset";
+  }
+  return "?";
+}
+
+bool transposes_an_input(const ParityCase& c) {
+  for (const auto& x : c.inputs)
+    if (x.dim() >= 2) return true;
+  return false;
+}
+
+std::string run_parity_case(const ParityCase& c, DType dt, Layout layout, Device device) {
   std::vector<Tensor> cpu_in, dev_in;
   for (const auto& x : c.inputs) {
     const bool fl = is_floating(x.dtype());
     Tensor xc = fl ? x.to(dt) : x;
-    Tensor xd = xc.to(device);
-    if (noncontig && xd.dim() >= 2) xd = xd.transpose(0, -1).contiguous().transpose(0, -1);
+    Tensor xd;
+    if (layout == Layout::strided) {
+      xd = strided_on(xc, device);
+      if (xd.is_contiguous() && xd.numel() > 1) return "the strided layout made a contiguous input";
+    } else {
+      xd = xc.to(device);
+      if (layout == Layout::transposed && xd.dim() >= 2) xd = xd.transpose(0, -1).contiguous().transpose(0, -1);
+    }
     xc = xc.detach();
     xd = xd.detach();
     if (c.grad && fl) {

@@ -73,6 +73,12 @@ SIAM_OP_SAMPLES("clamp") {
     return clamp(x + shift, -0.3, 0.4);
   });
 }
+SIAM_OP_SAMPLES("clamp_min") {
+  // kept away from the bound -0.3
+  return unary_samples([](const Tensor& x) {
+    return clamp_min(x + sub(away_from(x.detach(), -0.3, 0.02), x.detach()), -0.3);
+  });
+}
 SIAM_OP_SAMPLES("relu") {
   return unary_samples([](const Tensor& x) { return relu(x + sub(away_from(x.detach(), 0, 0.05), x.detach())); });
 }
@@ -110,6 +116,14 @@ SIAM_OP_SAMPLES("max") {
       {"all", {rnd({3, 4})}, [](const In& v) { return max(v[0]); }},
       {"dim 1", {rnd({3, 5})}, [](const In& v) { return max(v[0], {1}); }},
       {"dims {0,2} keepdim", {rnd({3, 4, 2})}, [](const In& v) { return max(v[0], {0, 2}, true); }},
+  };
+}
+SIAM_OP_SAMPLES("min") {
+  return {
+      {"dim 1", {rnd({3, 5})}, [](const In& v) { return min(v[0], {1}); }},
+      {"all dims", {rnd({3, 4})}, [](const In& v) { return min(v[0], {0, 1}); }},
+      {"dims {0,2} keepdim", {rnd({3, 4, 2})}, [](const In& v) { return min(v[0], {0, 2}, true); }},
+      {"non-contiguous dim 0", {rnd_noncontig({4, 3})}, [](const In& v) { return min(v[0], {0}); }},
   };
 }
 SIAM_OP_SAMPLES("var") {
