@@ -286,6 +286,32 @@ TEST(Methods, WMSEMatchesWhitenedNormalizedMse) {
   EXPECT_NE(e.find("multiple of method.whiten_size"), std::string::npos) << e;
 }
 
+// method.whiten_iters repeats the random split and averages over every sub-batch term of every repeat. With
+// one sub-batch per view (whiten_size = the batch) each repeat whitens the same rows in another order, and
+// whitening and the paired rows' loss do not depend on the order: 3 repeats give 1 repeat's loss and gradients.
+// With two sub-batches the splits differ, and so does the loss.
+TEST(Methods, WMSERepeatsAverageOverTheirSplits) {
+  auto run = [](int64_t size, int iters) {
+    manual_seed(9);
+    MethodOptions o = small("wmse");
+    o.whiten_size = size;
+    o.whiten_iters = iters;
+    auto m = methods::make_method(o, tiny_resnet());
+    manual_seed(10);
+    auto v = random_views(32);
+    m->zero_grad();
+    Tensor l = m->loss(v, {.step = 2, .total_steps = 5}).loss;
+    l.backward();
+    return std::make_pair(l.item(), m->module("projector").parameters()[0].grad().clone());
+  };
+  auto one = run(32, 1), three = run(32, 3);
+  EXPECT_NEAR(three.first, one.first, 1e-5 * std::abs(one.first));
+  test::expect_close(three.second, one.second, 1e-4, 1e-7, "projector gradient, 3 repeats vs 1");
+  auto halves1 = run(16, 1), halves3 = run(16, 3);
+  EXPECT_TRUE(std::isfinite(halves3.first));
+  EXPECT_GT(std::abs(halves3.first - halves1.first), 1e-4) << "3 random splits into halves gave 1 split's loss";
+}
+
 // Sinkhorn from primitive ops (SwAV's distributed_sinkhorn on one process).
 Tensor sinkhorn_ref(const Tensor& s, double eps, int iters) {
   const double b = static_cast<double>(s.size(0)), k = static_cast<double>(s.size(1));
