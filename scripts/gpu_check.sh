@@ -3,13 +3,13 @@
 #
 #   scripts/gpu_check.sh bundle [DIR]        on the CPU machine (default DIR: gpu_bundle/, ignored by git)
 #     Builds build-gpu/ (SIAM_CUDA=ON, portable -march=x86-64-v3, Release, SIAM_STATIC_DEPS=ON: libstdc++,
-#     libgcc, libgomp, OpenBLAS and gtest inside the binaries) and packs every test binary, siam_bench and
+#     libgcc, libgomp, OpenBLAS, gtest and cudart inside the binaries) and packs every test binary, siam_bench and
 #     siam, stripped, with the shared non-NVIDIA, non-glibc libraries they still need in lib/ (run path
 #     $ORIGIN/lib; today Debian's libbenchmark and, when oneDNN is found, libdnnl.so.2 with the libgomp.so.1
 #     and libOpenCL.so.1 it needs: Debian ships neither as a static library, and with oneDNN the binaries link
 #     libgomp shared so that one OpenMP runtime serves both; ~7 MiB more compressed), into
 #     DIR/siam_gpu.tar.xz (the binaries share ~25 MiB of static OpenBLAS: xz with a 64 MiB window stores it
-#     about once), plus DIR/MANIFEST.txt. NVIDIA libraries (cudart, cuBLAS, cuDNN, NCCL) stay dynamic.
+#     about once), plus DIR/MANIFEST.txt. cuBLAS, cuDNN and NCCL stay dynamic (found at run time, below).
 #
 #   scripts/gpu_check.sh run OUTDIR [DIR]    on the GPU machine, from the repo root (DIR carried along)
 #     Unpacks DIR to a temporary folder, finds the NVIDIA libraries in python3's nvidia pip packages
