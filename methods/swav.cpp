@@ -68,8 +68,9 @@ LossOutput SwAV::loss(const std::vector<Tensor>& views, const StepInfo& info) {
   if (queue_ != nullptr) {
     NoGradGuard ng;
     Tensor now = stack({normalize(z[0].detach(), 1), normalize(z[1].detach(), 1)}, 0);  // (2, B, D)
-    // with gradient accumulation, every micro-batch's embeddings (train.accumulate), in order
-    pending_ = pending_.defined() ? cat({pending_, now}, 1) : now;
+    // with gradient accumulation (train.accumulate), every micro-batch's embeddings, newest first as the queue
+    // keeps them (after_optimizer_step puts pending_ at its front)
+    pending_ = pending_.defined() ? cat({now, pending_}, 1) : now;
   }
   return {div(total, static_cast<double>(2 * (nv - 1))), {}};
 }

@@ -170,12 +170,24 @@ TEST(Methods, QueuesTakeEveryMicroBatchOfAnAccumulatedStep) {
   }
   EXPECT_EQ(found, 1);
 
+  // SwAV's queue keeps the newest embeddings first: after micro-batches a then b, b's lead, as a step on b alone
+  // (same weights) puts them
   MethodOptions s = small("swav");
   s.swav_queue = 24;
+  auto swav_queue = [](methods::Method& m) -> Tensor {
+    for (auto& [n, t] : m.named_buffers())
+      if (n == "queue") return t;
+    return Tensor();
+  };
+  manual_seed(5);
   auto sw = methods::make_method(s, tiny_resnet());
+  manual_seed(5);
+  auto only_b = methods::make_method(s, tiny_resnet());
   sw->loss(a, {});
   sw->loss(b, {});
   sw->after_optimizer_step({});
+  only_b->loss(b, {});
+  only_b->after_optimizer_step({});
   found = 0;
   for (auto& [n, t] : sw->named_buffers()) {
     if (n.find("queue_fill") == std::string::npos) continue;
@@ -183,6 +195,9 @@ TEST(Methods, QueuesTakeEveryMicroBatchOfAnAccumulatedStep) {
     ++found;
   }
   EXPECT_EQ(found, 1);
+  Tensor q2 = swav_queue(*sw), q1 = swav_queue(*only_b);
+  ASSERT_TRUE(q2.defined() && q1.defined());
+  EXPECT_EQ(q2.narrow(1, 0, 4).to_vector<float>(), q1.narrow(1, 0, 4).to_vector<float>()) << "b's rows lead";
 }
 
 TEST(Methods, BYOLMatchesPrimitiveCosineLossAndFollowsTheMomentumSchedule) {
