@@ -458,8 +458,9 @@ Tensor Tensor::to(Device dev, bool non_blocking) const {
     // A pinned block read or written by an asynchronous copy must not be reused, nor written by the host,
     // before the copy is done: the block remembers the copy's stream and an event after it.
     if (src.is_pinned() && dev.is_cuda())
-      cuda::pinned_record_stream(src.storage()->data(), cuda::current_stream(dev.index));
-    if (out.is_pinned()) cuda::pinned_record_stream(out.storage()->data(), cuda::current_stream(src.device().index));
+      cuda::pinned_record_stream(src.storage()->data(), cuda::current_stream(dev.index), dev.index);
+    if (out.is_pinned())
+      cuda::pinned_record_stream(out.storage()->data(), cuda::current_stream(src.device().index), src.device().index);
   }
   if (autograd::needs_grad({*this})) {
     Device from = device();

@@ -152,6 +152,21 @@ void reset_peak_device_stats(int device) {
 
 namespace {
 
+// Makes `device` current for a scope (events are created on, and recorded onto streams of, the current device).
+class OnDevice {
+ public:
+  explicit OnDevice(int device) {
+    SIAM_CUDA_CHECK(cudaGetDevice(&prev_));
+    if (device != prev_) SIAM_CUDA_CHECK(cudaSetDevice(device));
+  }
+  ~OnDevice() { cudaSetDevice(prev_); }
+  OnDevice(const OnDevice&) = delete;
+  OnDevice& operator=(const OnDevice&) = delete;
+
+ private:
+  int prev_ = 0;
+};
+
 class PinnedCache {
  public:
   void* alloc(size_t nbytes) {
@@ -172,7 +187,7 @@ class PinnedCache {
     SIAM_CUDA_CHECK(cudaHostAlloc(&p, cls, cudaHostAllocPortable));
     ++host_allocs_;
     allocated_ += cls;
-    blocks_[p] = Info{cls, true, {}, {}};
+    blocks_[p] = Info{cls, true, {}, {}, {}};
     return p;
   }
 
@@ -187,30 +202,34 @@ class PinnedCache {
       free_[info.size].push_back(p);
       cached_ += info.size;
     } else {
-      for (void* s : info.streams) {
+      for (size_t k = 0; k < info.streams.size(); ++k) {
+        OnDevice on(info.devices[k]);  // an event is recorded on a stream of its own device
         cudaEvent_t ev = nullptr;
         SIAM_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-        SIAM_CUDA_CHECK(cudaEventRecord(ev, static_cast<cudaStream_t>(s)));
+        SIAM_CUDA_CHECK(cudaEventRecord(ev, static_cast<cudaStream_t>(info.streams[k])));
         pending_.push_back({ev, p});
       }
       info.streams.clear();
+      info.devices.clear();
     }
     for (cudaEvent_t ev : info.uses) cudaEventDestroy(ev);  // released once their work completes
     info.uses.clear();
     process();
   }
 
-  void record(void* p, void* stream) {
+  void record(void* p, void* stream, int device) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = blocks_.find(p);
     if (it == blocks_.end() || !it->second.live) return;
     Info& info = it->second;
     size_t i = 0;
     while (i < info.streams.size() && info.streams[i] != stream) ++i;
+    OnDevice on(device);  // the stream's device: its events are created and recorded there
     if (i == info.streams.size()) {
       cudaEvent_t ev = nullptr;
       SIAM_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
       info.streams.push_back(stream);
+      info.devices.push_back(device);
       info.uses.push_back(ev);
     }
     SIAM_CUDA_CHECK(cudaEventRecord(info.uses[i], static_cast<cudaStream_t>(stream)));  // the copy's end
@@ -258,6 +277,7 @@ class PinnedCache {
     size_t size;
     bool live;
     std::vector<void*> streams;     // the streams of the copies recorded since the block was handed out
+    std::vector<int> devices;       // per stream: its device
     std::vector<cudaEvent_t> uses;  // per stream: recorded after its latest copy of the block
   };
   // Blocks whose every event has completed go back to their bin.
@@ -310,7 +330,7 @@ void pinned_free(void* p) noexcept {
   } catch (...) {
   }
 }
-void pinned_record_stream(void* base, void* stream) { pinned_cache().record(base, stream); }
+void pinned_record_stream(void* base, void* stream, int device) { pinned_cache().record(base, stream, device); }
 void pinned_host_wait(void* base) { pinned_cache().host_wait(base); }
 bool is_pinned_block(const void* base) { return pinned_cache().contains(base); }
 PinnedStats pinned_stats() { return pinned_cache().stats(); }

@@ -34,10 +34,10 @@ void reset_peak_device_stats(int device);
 // ---- pinned host memory ----
 void* pinned_alloc(size_t nbytes);  // throws siam::Error when no CUDA device is present
 void pinned_free(void* p) noexcept;
-// An asynchronous copy just queued on `stream` uses the pinned block that starts at `base` (call it after
-// queuing the copy): when the block is freed, its reuse waits for that stream, and pinned_host_wait waits for
-// the copy. No-op for pointers that are not pinned blocks.
-void pinned_record_stream(void* base, void* stream);
+// An asynchronous copy just queued on `stream` (of CUDA device `device`) uses the pinned block that starts at
+// `base` (call it after queuing the copy): when the block is freed, its reuse waits for that stream, and
+// pinned_host_wait waits for the copy. No-op for pointers that are not pinned blocks.
+void pinned_record_stream(void* base, void* stream, int device);
 // Blocks the calling thread until every asynchronous copy recorded on the live pinned block at `base` has
 // finished, so that the host may write the block again. For a holder that refills its pinned buffers without
 // freeing them (the data loader's reused batches); the caller must be the block's only user. No-op for

@@ -245,6 +245,7 @@ struct CUstream_st {
 };
 struct CUevent_st {
   bool timing;
+  int device;  // current when it was created: CUDA records it only on streams of that device
 };
 cudaError_t cudaStreamCreateWithPriority(cudaStream_t* s, unsigned, int) {
   *s = new CUstream_st{t_device};
@@ -259,15 +260,21 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t e, unsigned) {
   return e ? cudaSuccess : fail(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent: null event");
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
-  *e = new CUevent_st{(flags & cudaEventDisableTiming) == 0};
+  *e = new CUevent_st{(flags & cudaEventDisableTiming) == 0, t_device};
   return cudaSuccess;
 }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
-cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
-  return e ? cudaSuccess : fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: null event");
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  if (!e) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: null event");
+  const int stream_device = s ? s->device : t_device;  // the null stream: the current device's
+  if (e->device != stream_device)
+    return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: an event of device " + std::to_string(e->device) +
+                                                    " recorded on a stream of device " +
+                                                    std::to_string(stream_device));
+  return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }

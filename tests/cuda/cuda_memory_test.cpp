@@ -191,6 +191,28 @@ TEST(CudaLoader, ReusedPinnedBatchesAreRefilledOnlyAfterTheirCopies) {
   }
 }
 
+// An asynchronous copy from pinned memory to the second device while the first is current: the block's events
+// must be recorded on the copy's device (CUDA refuses an event on another device's stream, and with the null
+// stream the first device's would be taken: the wait would not cover the copy). On a GPU the values show it;
+// the emulator, whose copies are synchronous, checks the event-stream devices (kernels/emu/runtime_emu.cpp).
+// Skipped with one device (the emulator: SIAM_EMU_DEVICES=2, as cuda_emu.tests_reversed runs).
+TEST(CudaTransfer, PinnedAsyncCopyToTheSecondDevice) {
+  SIAM_REQUIRE_CUDA();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  if constexpr (kCudaBuild) {
+    cuda::set_device(0);
+    Tensor p = full({4096}, 5.0).pin_memory();
+    Tensor d = p.to(Device("cuda:1"), /*non_blocking=*/true);
+    cuda::pinned_host_wait(p.storage()->data());
+    p.fill_(6.0);
+    EXPECT_EQ(max(d).to(kCPU).item(), 5.0);
+    EXPECT_EQ(min(d, {0}).to(kCPU).item(), 5.0);
+    Tensor back = mul(d, 2.0).to(kCPU, /*non_blocking=*/true);  // device 1 to pinned memory, device 0 current
+    cuda::synchronize_device(1);
+    EXPECT_EQ(back.to_vector<float>(), std::vector<float>(4096, 10.0f));
+  }
+}
+
 TEST(CudaTransfer, BlockingCopiesAndDtypeConversions) {
   SIAM_REQUIRE_CUDA();
   Tensor x = clamp(abs(mul(randn({33, 65}), 100.0)), 0.0, 255.0);  // in range for every dtype, u8 included
