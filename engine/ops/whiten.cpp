@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/autograd/node.h"
+#include "engine/core/autocast.h"
 #include "engine/ops/dispatch.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
@@ -31,6 +32,7 @@ void check_pivot(const char* op, const Tensor& x, double eps, const kernels::cpu
 // Newton-Schulz runs wholly on the device: the factor serves only the check, as on the CPU.
 Tensor whiten_cuda(const char* op, const Tensor& x, double eps, bool ns, int ns_iters) {
   const int64_t m = x.size(0), d = x.size(1);
+  AutocastGuard exact(DType::bf16, false);  // the covariance and its factor in x's dtype, as on the CPU
   const TensorOptions opts(x.dtype(), x.device());
   const Tensor id = eye(d, opts);
   Tensor xc = sub(x, mean(x, {0}, true));                                          // (M, D)

@@ -45,8 +45,9 @@ int64_t infonce_workspace_elems(const InfonceArgs& a, int threads) {
   const int64_t cols = a.self ? a.rows : a.cols;
   const int64_t tc = std::max<int64_t>(1, std::min(kInfonceTileCols, cols));
   const int64_t splits = infonce_column_splits(a.rows, cols);
-  // + the partial (max, sum) per split and row (forward), the partial gradients per split (backward)
-  const int64_t split_elems = splits > 1 ? splits * a.rows * (2 + a.dim) : 0;
+  // + the partial (max, sum) per split and row and the rows' positives (forward), the partial gradients per split
+  // (backward)
+  const int64_t split_elems = splits > 1 ? splits * a.rows * (2 + a.dim) + a.rows : 0;
   return static_cast<int64_t>(threads) * std::min(kInfonceTileRows, std::max<int64_t>(a.rows, 1)) * tc + a.rows +
          split_elems;
 }

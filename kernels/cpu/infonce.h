@@ -51,7 +51,7 @@ int64_t infonce_column_splits(int64_t rows, int64_t cols);
 
 // Elements of T the tiled kernel allocates as scratch with `threads` OpenMP threads (excluding lse and the
 // caller's inputs/outputs): threads * kInfonceTileRows * min(kInfonceTileCols, cols) plus M per-row losses,
-// plus splits * M * (D + 2) when the columns are split (the partial states and gradients).
+// plus splits * M * (D + 2) + M when the columns are split (the partial states, positives and gradients).
 int64_t infonce_workspace_elems(const InfonceArgs& a, int threads);
 
 // z (n, d) = x / max(|x|, eps) per row; rnorm (n) = 1 / max(|x|, eps) (rnorm may be null).

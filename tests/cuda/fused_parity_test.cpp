@@ -322,8 +322,8 @@ TEST(FusedParity, NtXentDeviceMemoryStaysOrderNTimesD) {
 }
 
 // Few row blocks over many columns take column ranges (kernels/cuda/infonce.cu, split_plan: 37 queries against
-// 3000 queue rows are one row block and 2 ranges; 2100 rows are 33 row blocks and 2 ranges), merged in range
-// order. The same bounds as without ranges, for kernel1 (f32, f64, bf16 inputs) and kernel2; both launches'
+// 2100 or 3000 queue rows are one row block and 2 ranges; nt_xent's and supcon's 2100 rows are 33 row blocks
+// and 2 ranges), merged in range order. The same bounds as without ranges, for kernel1 (f32, f64, bf16 inputs) and kernel2; both launches'
 // merges are counted by tests/emu/launch_count_test.cu.
 TEST(FusedParity, ColumnRangesMatchCpu) {
   SIAM_REQUIRE_CUDA();
