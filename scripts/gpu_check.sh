@@ -23,8 +23,8 @@
 #     is bounded to SIAM_GPU_CHECK_BUDGET seconds (default 450, under the 8 minutes allowed; 120 of them kept
 #     for the benchmarks); gpu_check.json is written even when a step times out, crashes or finds no device.
 #     Files in OUTDIR: run.log, nvidia-smi.txt, tests_*.{json,log}, bench_cuda.{json,log}, gpu_check.json (with
-#     "goals": the issues' GPU goals computed from the run, the GEMM one against PyTorch's rate measured first
-#     by bench/compare/torch_gemm_cuda.py).
+#     "goals": the issues' GPU goals computed from the run, the GEMM one against PyTorch's rate, measured after
+#     the benchmarks by bench/compare/torch_gemm_cuda.py).
 #     Environment: SIAM_BENCH_FILTER (default _cuda|_nccl: every BM_*_cuda and BM_allreduce_nccl),
 #     SIAM_GTEST_FILTER (default *), SIAM_TEST_TIMEOUT_S and SIAM_BENCH_STALL_S (one test or benchmark
 #     longer than this is a hang: default 90), SIAM_BENCH_FIRST (the benchmarks run first, default the issues'

@@ -14,10 +14,11 @@ Environment: SIAM_GTEST_FILTER (default *), SIAM_BENCH_FILTER (default _cuda|_nc
 the benchmarks run before the others, default the issues' goals: nce_|ema_|xcorr_|gemm_bf16|sgemm|copy_cuda|
 elementwise_cuda; empty: the binary's order), SIAM_TEST_TIMEOUT_S (one test, default 90), SIAM_BENCH_STALL_S
 (one benchmark, default 90), OMP_NUM_THREADS (default 8).
-Before the benchmarks, bench/compare/torch_gemm_cuda.py measures PyTorch's bf16 GEMM and copy rates with this
-python3 (the GPU machine's has a CUDA PyTorch); gpu_check.json's "goals" then holds the issues' GPU goals
-computed from the run (bf16 GEMM against PyTorch's, elementwise and EMA against the measured copy rate, fused
-InfoNCE against the H200's bf16 peak), each met, not met, or without a figure.
+After the benchmarks, in the last TORCH_RESERVE_S seconds of the budget kept for it, bench/compare/
+torch_gemm_cuda.py measures PyTorch's bf16 GEMM and copy rates with this python3 (the GPU machine's has a CUDA
+PyTorch); gpu_check.json's "goals" holds the issues' GPU goals computed from the run (bf16 GEMM against
+PyTorch's, elementwise and EMA against the measured copy rate, fused InfoNCE against the H200's bf16 peak),
+each met, not met, or without a figure.
 Files in OUTDIR: tests_<binary>.json (every test's status, merged over the attempts) and .log (all attempts),
 bench_cuda.json (the benchmark runs, merged) and .log (with the PyTorch reference's output), gpu_check.json
 (the summary).
@@ -258,20 +259,25 @@ def run_bench(binary, out, deadline, tmp):
 
 # ----------------------------------------------------------------------------------------- goals and references
 H200_BF16_DENSE = 989e12  # FLOP/s, H200 SXM dense bf16 tensor-core peak (NVIDIA's figure, without sparsity)
+TORCH_RESERVE_S = 40  # the end of the budget kept from the benchmarks for the PyTorch reference
 
 
 def run_torch_reference(out, deadline):
     """PyTorch's bf16 GEMM and copy rates on this GPU (bench/compare/torch_gemm_cuda.py, this python3), the
-    reference of the GEMM goal; its output goes to bench_cuda.log. A dict, with "error" when there is none."""
+    reference of the GEMM goal; its output goes to bench_cuda.log. Run after siam's benchmarks, in what is left
+    of the budget (at most 60 s), so that it never costs them their time. PyTorch finds its own NVIDIA libraries
+    (its run path): the LD_LIBRARY_PATH gpu_check.sh set for siam's binaries is left out. A dict, with "error"
+    when there is no figure."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "bench", "compare",
                           "torch_gemm_cuda.py")
     left = deadline - time.time() - 5
     if not os.path.exists(script):
         return {"error": f"{script} not found"}
-    if left < 60:
-        return {"error": f"not run: {left:.0f} s left"}
-    rc, text = run_logged([sys.executable, script], dict(os.environ), os.path.join(out, "bench_cuda.log"),
-                          "PyTorch reference (bench/compare/torch_gemm_cuda.py)", min(180.0, left - 30))
+    if left < 20:
+        return {"error": f"not run: {left:.0f} s left of the budget after the benchmarks"}
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    rc, text = run_logged([sys.executable, script], env, os.path.join(out, "bench_cuda.log"),
+                          "PyTorch reference (bench/compare/torch_gemm_cuda.py)", min(60.0, left - 2))
     for line in reversed(text.splitlines()):
         if line.startswith("{"):
             try:
@@ -304,7 +310,9 @@ def goals(results, torch_ref):
     copy, copy_name = bench_rate(results, r"BM_copy_cuda/", "bytes")
     copy_detail = f"{copy_name}: {copy / 1e9:.0f} GB/s" if copy else "BM_copy_cuda did not run"
     ours, name = bench_rate(results, r"BM_gemm_bf16_cuda/8192/", "flops")
-    ref = torch_ref.get("gemm_bf16", {}).get("tflops")
+    gemm_ref = torch_ref.get("gemm_bf16")
+    ref = gemm_ref.get("tflops") if isinstance(gemm_ref, dict) else None
+    ref = ref if isinstance(ref, (int, float)) and ref > 0 else None
     add("bf16 GEMM at 8192^3 / PyTorch's on the same GPU (issue 3)", ours / 1e12 / ref if ours and ref else None,
         0.8, f"{name}: {ours / 1e12:.0f} TFLOP/s" if ours else "BM_gemm_bf16_cuda/8192 did not run")
     out[-1]["detail"] += (f"; PyTorch {torch_ref.get('torch')}: {ref:.0f} TFLOP/s" if ref
@@ -332,7 +340,8 @@ def main():
     ap.add_argument("--device", default="none")
     ap.add_argument("--manifest", default="")
     ap.add_argument("--missing-libs", action="store_true")
-    ap.add_argument("--bench-reserve", type=float, default=120, help="seconds kept for the benchmarks")
+    ap.add_argument("--bench-reserve", type=float, default=160,
+                    help="seconds kept for the benchmarks and, in their last TORCH_RESERVE_S, the PyTorch reference")
     a = ap.parse_args()
 
     summary = {"device": a.device, "tests": {"passed": 0, "failed": 0, "skipped": 0, "binaries": {}},
@@ -365,10 +374,13 @@ def main():
         if summary["tests"]["failed"]:
             problems.append(f'{summary["tests"]["failed"]} test(s) failed')
         if os.access(bench, os.X_OK):
-            torch_ref = run_torch_reference(a.out, a.deadline)
+            b = run_bench(bench, a.out, a.deadline - TORCH_RESERVE_S, tmp)
+            try:
+                torch_ref = run_torch_reference(a.out, a.deadline)
+            except Exception as e:  # the summary must still be written
+                torch_ref = {"error": f"the reference step failed: {e!r}"}
             print(f"gpu_check: PyTorch reference: {json.dumps(torch_ref)}", flush=True)
             summary["benchmarks"]["torch_reference"] = torch_ref
-            b = run_bench(bench, a.out, a.deadline, tmp)
             summary["benchmarks"]["context"] = {k: (b["context"] or {}).get(k) for k in ("num_cpus", "mhz_per_cpu")}
             for run in b["benchmarks"]:
                 r = {"name": run["name"], "real_time": run.get("real_time"), "time_unit": run.get("time_unit")}
@@ -384,7 +396,11 @@ def main():
                                 + ", ".join(f'{x["benchmark"]} ({x["kind"]})' for x in b["faults"]))
             if b["not_run"]:
                 problems.append(f'{len(b["not_run"])} benchmark(s) not run ({b["stop_reason"] or "see bench_cuda.log"})')
-            summary["goals"] = goals(summary["benchmarks"]["results"], torch_ref)
+            try:
+                summary["goals"] = goals(summary["benchmarks"]["results"], torch_ref)
+            except Exception as e:  # a malformed figure must not cost the summary
+                summary["goals"] = [{"goal": "all", "value": None, "target": None, "met": None,
+                                     "detail": f"goals() failed: {e!r}"}]
             for g in summary["goals"]:
                 state = "no figure" if g["met"] is None else "met" if g["met"] else "NOT met"
                 print(f'gpu_check: goal {state}: {g["goal"]}: {g["value"]} (target {g["target"]}); {g["detail"]}',
