@@ -10,6 +10,7 @@
 
 #include "engine/core/random.h"
 #include "engine/dist/dist.h"
+#include "engine/io/checkpoint.h"
 #include "engine/nn/activation.h"
 #include "engine/nn/batchnorm.h"
 #include "engine/nn/linear.h"
@@ -94,5 +95,18 @@ inline double max_abs(const Tensor& t) {
     const double siam_rel_ = ::siam::test::rel_err((a), (b)__VA_OPT__(, ) __VA_ARGS__); \
     EXPECT_LE(siam_rel_, (tol)) << what << ": relative error " << siam_rel_;            \
   } while (0)
+
+// On rank 0: the float weights of the checkpoints two `siam train` runs wrote in dir_a and dir_b agree to 1e-4
+// relative (f32 end to end: a few units of 1e-6 from summation order); the other ranks check nothing.
+inline void expect_same_checkpoint_weights(const std::string& dir_a, const std::string& dir_b, dist::Communicator& c) {
+  if (c.rank() != 0) return;
+  auto a = io::load_training_checkpoint(dir_a + "/checkpoint.safetensors");
+  auto b = io::load_training_checkpoint(dir_b + "/checkpoint.safetensors");
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (size_t i = 0; i < a.model.size(); ++i) {
+    if (a.model[i].second.dtype() == DType::i64) continue;
+    EXPECT_REL_NEAR(b.model[i].second.to(DType::f64), a.model[i].second.to(DType::f64), 1e-4, a.model[i].first, 1e-3);
+  }
+}
 
 }  // namespace siam::test
