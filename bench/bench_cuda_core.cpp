@@ -16,7 +16,6 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 #include "bench/smoke.h"
@@ -251,26 +250,24 @@ BENCHMARK(BM_h2d_pinned_cuda)->Arg(1 << 24)->MinTime(kMinTime)->UseManualTime()-
 const bool kSmokeRegistered = [] {
   if (!siam::bench::smoke_run()) return false;
   using siam::bench::smoke;
-  for (auto [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
-           {"BM_copy_cuda", BM_copy_cuda},
-           {"BM_add_cuda", BM_add_cuda},
-           {"BM_elementwise_cuda", BM_elementwise_cuda},
-           {"BM_add_bias_cuda", BM_add_bias_cuda},
-           {"BM_gelu_cuda", BM_gelu_cuda},
-           {"BM_sum_cuda", BM_sum_cuda},
-           {"BM_convert_bf16_cuda", BM_convert_bf16_cuda},
-           {"BM_h2d_pinned_cuda", BM_h2d_pinned_cuda}})
-    smoke(name, fn, {{4096}}, true);
+  smoke({{"BM_copy_cuda", BM_copy_cuda},
+         {"BM_add_cuda", BM_add_cuda},
+         {"BM_elementwise_cuda", BM_elementwise_cuda},
+         {"BM_add_bias_cuda", BM_add_bias_cuda},
+         {"BM_gelu_cuda", BM_gelu_cuda},
+         {"BM_sum_cuda", BM_sum_cuda},
+         {"BM_convert_bf16_cuda", BM_convert_bf16_cuda},
+         {"BM_h2d_pinned_cuda", BM_h2d_pinned_cuda}},
+        {{4096}}, true);
   smoke("BM_sum_rows_cuda", BM_sum_rows_cuda, {{4096, 128}}, true);
   smoke("BM_sum_dim0_cuda", BM_sum_dim0_cuda, {{4096, 256}}, true);
-  for (auto [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
-           {"BM_softmax_cuda", BM_softmax_cuda},
-           {"BM_logsumexp_cuda", BM_logsumexp_cuda},
-           {"BM_cross_entropy_cuda", BM_cross_entropy_cuda},
-           {"BM_cross_entropy_unfused_cuda", BM_cross_entropy_unfused_cuda},
-           {"BM_normalize_cuda", BM_normalize_cuda},
-           {"BM_normalize_unfused_cuda", BM_normalize_unfused_cuda}})
-    smoke(name, fn, {{64, 100}}, true);
+  smoke({{"BM_softmax_cuda", BM_softmax_cuda},
+         {"BM_logsumexp_cuda", BM_logsumexp_cuda},
+         {"BM_cross_entropy_cuda", BM_cross_entropy_cuda},
+         {"BM_cross_entropy_unfused_cuda", BM_cross_entropy_unfused_cuda},
+         {"BM_normalize_cuda", BM_normalize_cuda},
+         {"BM_normalize_unfused_cuda", BM_normalize_unfused_cuda}},
+        {{64, 100}}, true);
   return true;
 }();
 

@@ -22,10 +22,10 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 #include "bench/smoke.h"
+#include "bench/unfused_losses.h"
 #include "engine/core/autocast.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/linalg.h"
@@ -175,13 +175,14 @@ void BM_ema_fused_cuda(benchmark::State& st) {
 }
 BENCHMARK(BM_ema_fused_cuda)->Arg(1)->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-void BM_xcorr_fused_cuda(benchmark::State& st) {
+// Barlow Twins forward + backward on (N, D) views: loss_fn(z1, z2) timed, 6 N D^2 flops.
+template <class F> void run_xcorr(benchmark::State& st, F&& loss_fn) {
   if (no_device(st)) return;
   const int64_t n = st.range(0), d = st.range(1);
   Tensor z1 = siam::randn({n, d}, dev()).set_requires_grad(true);
   Tensor z2 = siam::randn({n, d}, dev()).set_requires_grad(true);
   try {
-    run_timed(st, [&] { siam::barlow_twins_loss(z1, z2).backward(); });
+    run_timed(st, [&] { loss_fn(z1, z2).backward(); });
   } catch (const siam::Error& e) {
     st.SkipWithError(e.what());
     return;
@@ -189,41 +190,17 @@ void BM_xcorr_fused_cuda(benchmark::State& st) {
   st.counters["flops"] = benchmark::Counter(6.0 * double(n) * double(d) * double(d),
                                             benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_xcorr_fused_cuda)
-    ->Args({4096, 2048})
-    ->Args({256, 8192})
-    ->MinTime(kMinTime)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
-
-// Barlow Twins as a PyTorch user writes it: standardize each view (mean, var), C = z1h^T z2h / N, the on- and
-// off-diagonal sums through an identity mask (D x D temporaries).
-Tensor xcorr_unfused(const Tensor& z1, const Tensor& z2, double lambda) {
-  auto stdz = [](const Tensor& z) {
-    return siam::div(siam::sub(z, siam::mean(z, {0}, true)), siam::sqrt(siam::add(siam::var(z, {0}, 0, true), 1e-5)));
-  };
-  const int64_t n = z1.size(0), d = z1.size(1);
-  Tensor c = siam::div(siam::matmul(stdz(z1).t(), stdz(z2)), double(n));  // (D, D)
-  Tensor e = siam::eye(d, z1.options());
-  Tensor on = siam::sum(siam::square(siam::rsub(1.0, siam::sum(siam::mul(c, e), {1}))));
-  Tensor off = siam::sum(siam::square(siam::mul(c, siam::rsub(1.0, e))));
-  return siam::add(on, siam::mul(off, lambda));
+void BM_xcorr_fused_cuda(benchmark::State& st) {
+  run_xcorr(st, [](const Tensor& a, const Tensor& b) { return siam::barlow_twins_loss(a, b); });
 }
-void BM_xcorr_unfused_cuda(benchmark::State& st) {
-  if (no_device(st)) return;
-  const int64_t n = st.range(0), d = st.range(1);
-  Tensor z1 = siam::randn({n, d}, dev()).set_requires_grad(true);
-  Tensor z2 = siam::randn({n, d}, dev()).set_requires_grad(true);
-  run_timed(st, [&] { xcorr_unfused(z1, z2, 5e-3).backward(); });
-  st.counters["flops"] = benchmark::Counter(6.0 * double(n) * double(d) * double(d),
-                                            benchmark::Counter::kIsIterationInvariantRate);
+void BM_xcorr_unfused_cuda(benchmark::State& st) {  // the composition (bench/unfused_losses.h)
+  run_xcorr(st, [](const Tensor& a, const Tensor& b) { return siam::bench::xcorr_unfused(a, b, 5e-3, 1e-5); });
 }
-BENCHMARK(BM_xcorr_unfused_cuda)
-    ->Args({4096, 2048})
-    ->Args({256, 8192})
-    ->MinTime(kMinTime)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond);
+void xcorr_cuda_args(benchmark::internal::Benchmark* b) {
+  b->Args({4096, 2048})->Args({256, 8192})->MinTime(kMinTime)->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+BENCHMARK(BM_xcorr_fused_cuda)->Apply(xcorr_cuda_args);
+BENCHMARK(BM_xcorr_unfused_cuda)->Apply(xcorr_cuda_args);
 
 // The EMA one tensor at a time through engine ops (t = m t + (1 - m) o: a launch or two per tensor), against
 // BM_ema_fused_cuda's one launch over ResNet-50's parameter list.
@@ -289,14 +266,13 @@ BENCHMARK(BM_vicreg_cuda)->Args({4096, 2048})->Args({256, 8192})->MinTime(kMinTi
 const bool kSmokeRegistered = [] {
   if (!siam::bench::smoke_run()) return false;
   using siam::bench::smoke;
-  for (auto [name, fn] : std::vector<std::pair<const char*, void (*)(benchmark::State&)>>{
-           {"BM_nce_fused_cuda", BM_nce_fused_cuda},
-           {"BM_nce_unfused_cuda", BM_nce_unfused_cuda},
-           {"BM_xcorr_fused_cuda", BM_xcorr_fused_cuda},
-           {"BM_xcorr_unfused_cuda", BM_xcorr_unfused_cuda},
-           {"BM_nmse_cuda", BM_nmse_cuda},
-           {"BM_vicreg_cuda", BM_vicreg_cuda}})
-    smoke(name, fn, {{64, 32}}, true);
+  smoke({{"BM_nce_fused_cuda", BM_nce_fused_cuda},
+         {"BM_nce_unfused_cuda", BM_nce_unfused_cuda},
+         {"BM_xcorr_fused_cuda", BM_xcorr_fused_cuda},
+         {"BM_xcorr_unfused_cuda", BM_xcorr_unfused_cuda},
+         {"BM_nmse_cuda", BM_nmse_cuda},
+         {"BM_vicreg_cuda", BM_vicreg_cuda}},
+        {{64, 32}}, true);
   smoke("BM_nce_fused_bf16_cuda", BM_nce_fused_bf16_cuda, {{64, 64}}, true);
   smoke("BM_nce_unfused_bf16_cuda", BM_nce_unfused_bf16_cuda, {{64, 64}}, true);
   smoke("BM_sinkhorn_cuda", BM_sinkhorn_cuda, {{64, 30}}, true);

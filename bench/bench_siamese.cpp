@@ -21,6 +21,7 @@
 #include "engine/ops/loss.h"
 #include "engine/ops/reduce.h"
 #include "engine/ops/shape.h"
+#include "bench/unfused_losses.h"
 #include "engine/ops/siamese.h"
 #include "engine/tensor.h"
 #include "kernels/cpu/infonce.h"
@@ -41,17 +42,7 @@ Tensor nt_xent_unfused(const Tensor& z1, const Tensor& z2, double t) {
   return siam::cross_entropy(s, siam::from_vector_i64(target, {m}));
 }
 
-Tensor xcorr_unfused(const Tensor& z1, const Tensor& z2, double lambda, double eps) {
-  auto stdz = [eps](const Tensor& z) {
-    return siam::div(siam::sub(z, siam::mean(z, {0}, true)), siam::sqrt(siam::add(siam::var(z, {0}, 0, true), eps)));
-  };
-  const int64_t n = z1.size(0), d = z1.size(1);
-  Tensor c = siam::div(siam::matmul(stdz(z1).t(), stdz(z2)), double(n));  // (D, D)
-  Tensor e = siam::eye(d, z1.options());
-  Tensor diag = siam::sum(siam::mul(c, e), {1});
-  Tensor off = siam::mul(c, siam::rsub(1.0, e));
-  return siam::add(siam::sum(siam::square(siam::rsub(1.0, diag))), siam::mul(siam::sum(siam::square(off)), lambda));
-}
+using siam::bench::xcorr_unfused;
 
 // Runs loss_fn forward + backward each iteration; bytes_peak from the allocator's high-water mark.
 template <class F>

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace siam::bench {
@@ -23,12 +24,17 @@ inline bool smoke_run() {
 
 // Registers fn as "smoke/<name>" with each argument list, one iteration; manual: the benchmark times itself
 // (SetIterationTime), as its real registration declares with UseManualTime.
-inline void smoke(const std::string& name, void (*fn)(benchmark::State&),
-                  const std::vector<std::vector<int64_t>>& args, bool manual) {
+using BenchFn = void (*)(benchmark::State&);
+inline void smoke(const std::string& name, BenchFn fn, const std::vector<std::vector<int64_t>>& args, bool manual) {
   benchmark::internal::Benchmark* b = benchmark::RegisterBenchmark(("smoke/" + name).c_str(), fn);
   for (const auto& a : args) b->Args(a);
   b->Iterations(1);
   if (manual) b->UseManualTime();
+}
+// The same for several benchmarks with the same arguments.
+inline void smoke(const std::vector<std::pair<const char*, BenchFn>>& fns,
+                  const std::vector<std::vector<int64_t>>& args, bool manual) {
+  for (const auto& [name, fn] : fns) smoke(name, fn, args, manual);
 }
 
 }  // namespace siam::bench
