@@ -29,7 +29,7 @@ void check_pivot(const char* op, const Tensor& x, double eps, const kernels::cpu
 // through cuBLASLt), differentiated by autograd. The D x D covariance makes one trip to the host for the
 // pivot check, which for Cholesky also yields W = L^{-1} (LAPACK, in double), copied back as a node whose
 // backward is dSigma = -W^T Phi(dW W^T) W (kernels/cpu/whiten.h; Phi: the lower triangle, diagonal halved).
-// Newton-Schulz runs wholly on the device: the factor serves only the check, as on the CPU.
+// Newton-Schulz runs wholly on the device: the host only checks the pivots, as on the CPU.
 Tensor whiten_cuda(const char* op, const Tensor& x, double eps, bool ns, int ns_iters) {
   const int64_t m = x.size(0), d = x.size(1);
   AutocastGuard exact(DType::bf16, false);  // the covariance and its factor in x's dtype, as on the CPU
@@ -38,10 +38,11 @@ Tensor whiten_cuda(const char* op, const Tensor& x, double eps, bool ns, int ns_
   Tensor xc = sub(x, mean(x, {0}, true));                                          // (M, D)
   Tensor sigma = add(div(matmul(xc.t(), xc), static_cast<double>(m - 1)), mul(id, eps));  // (D, D)
   Tensor host = sigma.detach().to(kCPU).to(DType::f64).contiguous();
-  std::vector<double> w(static_cast<size_t>(d * d));
+  std::vector<double> w(ns ? 0 : static_cast<size_t>(d * d));  // Cholesky: W = L^{-1}
   kernels::cpu::WhitenPivot piv;
   SIAM_DISPATCH_FLOAT(x.dtype(), op,
-                      piv = kernels::cpu::whiten_inverse_factor<scalar_t>(d, host.data<double>(), w.data()));
+                      piv = ns ? kernels::cpu::whiten_pivot_check<scalar_t>(d, host.data<double>())
+                               : kernels::cpu::whiten_inverse_factor<scalar_t>(d, host.data<double>(), w.data()));
   check_pivot(op, x, eps, piv);
   Tensor wt;  // W (D, D)
   if (ns) {

@@ -265,6 +265,11 @@ template <class T> WhitenPivot whiten_inverse_factor(int64_t d, const double* si
   return piv;
 }
 
+template <class T> WhitenPivot whiten_pivot_check(int64_t d, const double* sigma) {
+  std::vector<double> l(static_cast<size_t>(d * d));  // (d, d)
+  return factor(d, sigma, pivot_tol<T>(d), l.data());
+}
+
 template <class T> void whiten_cholesky_backward(int64_t m, int64_t d, const T* g, const T* xc, const T* w, T* dx) {
   const size_t dd = static_cast<size_t>(d * d);
   std::vector<T> a(dd), f(dd), tmp(dd);                                       // (d, d) each
@@ -360,6 +365,7 @@ void whiten_ns_backward(int64_t m, int64_t d, int iters, const T* g, const T* xc
   template WhitenPivot whiten_ref<T>(int64_t, int64_t, const T*, double, bool, int, T*, const T*, T*);         \
   template WhitenPivot whiten_cholesky_forward<T>(int64_t, int64_t, const T*, double, T*, T*, T*);             \
   template WhitenPivot whiten_inverse_factor<T>(int64_t, const double*, double*);                              \
+  template WhitenPivot whiten_pivot_check<T>(int64_t, const double*);                                          \
   template void whiten_cholesky_backward<T>(int64_t, int64_t, const T*, const T*, const T*, T*);               \
   template WhitenPivot whiten_ns_forward<T>(int64_t, int64_t, const T*, double, int, T*, T*, T*, double*, T*); \
   template void whiten_ns_backward<T>(int64_t, int64_t, int, const T*, const T*, const T*, const T*, double, T*);

@@ -55,6 +55,8 @@ WhitenPivot whiten_ns_forward(int64_t m, int64_t d, const T* x, double eps, int 
 // in double -> w (d, d) = L^{-1} in double (zero above the diagonal), after the pivot check at T's precision.
 // w is untouched when the check fails.
 template <class T> WhitenPivot whiten_inverse_factor(int64_t d, const double* sigma, double* w);
+// The pivot check alone (Newton-Schulz needs no factor): sigma (d, d) in double.
+template <class T> WhitenPivot whiten_pivot_check(int64_t d, const double* sigma);
 
 template <class T>
 void whiten_ns_backward(int64_t m, int64_t d, int iters, const T* g, const T* xc, const T* sn, const T* p, double trace,
